@@ -1,0 +1,47 @@
+"""Settings of the assistant stack, read from the environment (one object per deployable)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    host: str = "0.0.0.0"
+    public_host: str = "localhost"
+    rasa_port: int = 5005
+    action_port: int = 5055
+    models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
+    startup_timeout_seconds: int = 300
+
+    @classmethod
+    def from_env(cls) -> "StackSettings":
+        return cls(
+            host=os.environ.get("STACK_HOST", cls.host),
+            public_host=os.environ.get("STACK_PUBLIC_HOST", cls.public_host),
+            rasa_port=_env_int("RASA_PORT", cls.rasa_port),
+            action_port=_env_int("ACTION_SERVER_PORT", cls.action_port),
+            models_dir=Path(os.environ.get("RASA_MODELS_DIR", str(PROJECT_ROOT / "models"))),
+            startup_timeout_seconds=_env_int("STACK_STARTUP_TIMEOUT", cls.startup_timeout_seconds),
+        )
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://{self.public_host}:{self.rasa_port}"
+
+    @property
+    def action_url(self) -> str:
+        return f"http://{self.public_host}:{self.action_port}"

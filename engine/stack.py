@@ -1,0 +1,147 @@
+"""Runs the assistant stack on embedded defaults: trains the model if it is missing or stale,
+starts the action server and the Rasa server (REST + socket.io), prints where to talk to it and
+stops everything on Ctrl-C.
+
+    python -m engine.stack            (scripts/run.sh does the set-up first, then this)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from engine.settings import PROJECT_ROOT, StackSettings
+
+
+def _rasa_command() -> List[str]:
+    return [str(Path(sys.executable).with_name("rasa"))]
+
+
+def train_if_stale(settings: StackSettings) -> None:
+    """`rasa train` re-trains only what changed (it fingerprints config, domain and data)."""
+    print("• Checking the model (rasa train re-trains only if data, domain or config changed)…", flush=True)
+    subprocess.run(
+        [*_rasa_command(), "train", "--out", str(settings.models_dir)],
+        cwd=PROJECT_ROOT,
+        check=True,
+    )
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{' '.join(process.args[:3])} exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not come up within {timeout:.0f} s")
+
+
+class Stack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.processes: Dict[str, subprocess.Popen] = {}
+
+    def _start(self, name: str, command: List[str]) -> subprocess.Popen:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def start(self) -> None:
+        s = self.settings
+        actions = self._start(
+            "action server",
+            [*_rasa_command(), "run", "actions", "--actions", "actions", "--port", str(s.action_port)],
+        )
+        rasa = self._start(
+            "rasa server",
+            [
+                *_rasa_command(), "run",
+                "--enable-api", "--cors", "*",
+                "--interface", s.host, "--port", str(s.rasa_port),
+                "--model", str(s.models_dir),
+                "--credentials", "credentials.yml",
+                "--endpoints", "endpoints.yml",
+            ],
+        )
+        _wait_until_up(f"{s.action_url}/health", actions, s.startup_timeout_seconds)
+        _wait_until_up(f"{s.rasa_url}/status", rasa, s.startup_timeout_seconds)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 15
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        """Blocks until a service dies (returns its exit code) or the user presses Ctrl-C."""
+        while True:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    print(f"✗ The {name} stopped (exit code {process.returncode}); stopping the rest.", flush=True)
+                    return process.returncode or 1
+            time.sleep(0.5)
+
+
+def print_banner(settings: StackSettings) -> None:
+    s = settings
+    print(
+        f"""
+✓ The assistant is running.
+  REST:        curl -s -X POST {s.rasa_url}/webhooks/rest/webhook \\
+                 -H 'Content-Type: application/json' \\
+                 -d '{{"sender": "me", "message": "хочу вернуть деньги за заказ 40817263"}}'
+  NLU parse:   curl -s -X POST {s.rasa_url}/model/parse -d '{{"text": "не пришел сертификат"}}'
+  socket.io:   {s.rasa_url}/socket.io  (events user_uttered / bot_uttered)
+  Terminal:    .venv/bin/rasa shell   (in another terminal)
+  Actions:     {s.action_url}/webhook
+Press Ctrl-C to stop everything.
+""",
+        flush=True,
+    )
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-train", action="store_true", help="use the latest model as it is")
+    args = parser.parse_args(argv)
+    settings = StackSettings.from_env()
+    if not args.skip_train:
+        train_if_stale(settings)
+    stack = Stack(settings)
+    # SIGTERM (e.g. from a service manager) stops the stack like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        print("• Starting the action server and the Rasa server…", flush=True)
+        stack.start()
+        print_banner(settings)
+        return stack.wait()
+    except KeyboardInterrupt:
+        print("\n• Stopping…", flush=True)
+        return 0
+    finally:
+        stack.stop()
+        print("• Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
