@@ -402,11 +402,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         workdir = Path(tmp)
         if args.benchmark in ("heldout", "all"):
             report = heldout_benchmark(workdir, pipelines)
-            (args.output / "heldout.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+            (args.output / f"heldout-{args.pipelines}.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
             print(markdown_heldout(report), flush=True)
         if args.benchmark in ("clinc", "all"):
             report = clinc_benchmark(workdir, pipelines, args.clinc)
-            (args.output / "clinc150.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+            (args.output / f"clinc150-{args.pipelines}.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
             print(markdown_clinc(report), flush=True)
 
 

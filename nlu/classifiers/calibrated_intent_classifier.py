@@ -95,6 +95,10 @@ class CalibratedIntentClassifier(IntentClassifier, GraphComponent):
         self._idf: Optional[np.ndarray] = None
         self._temperature = 1.0
         self._labels: List[Text] = []
+        # Feature widths seen in training: a message without some features (e.g. empty text
+        # gets no n-grams) is padded with zeros instead of breaking the model.
+        self._dense_width = 0
+        self._sparse_width = 0
 
     @classmethod
     def create(
@@ -108,8 +112,7 @@ class CalibratedIntentClassifier(IntentClassifier, GraphComponent):
 
     # --- features -------------------------------------------------------------------------
 
-    @staticmethod
-    def _raw_features(messages: List[Message]) -> Tuple[np.ndarray, scipy.sparse.csr_matrix]:
+    def _raw_features(self, messages: List[Message]) -> Tuple[np.ndarray, scipy.sparse.csr_matrix]:
         dense_rows, sparse_rows = [], []
         for message in messages:
             _, dense = message.get_dense_features(TEXT)
@@ -118,9 +121,10 @@ class CalibratedIntentClassifier(IntentClassifier, GraphComponent):
                 np.asarray(dense.features, dtype=np.float32).reshape(1, -1) if dense else None
             )
             sparse_rows.append(scipy.sparse.csr_matrix(sparse.features) if sparse else None)
-        dense_matrix = _stack_dense(dense_rows)
-        sparse_matrix = _stack_sparse(sparse_rows)
-        return dense_matrix, sparse_matrix
+        return (
+            _stack_dense(dense_rows, self._dense_width),
+            _stack_sparse(sparse_rows, self._sparse_width),
+        )
 
     def _design_matrix(self, dense: np.ndarray, sparse: scipy.sparse.csr_matrix) -> scipy.sparse.csr_matrix:
         blocks = []
@@ -160,6 +164,7 @@ class CalibratedIntentClassifier(IntentClassifier, GraphComponent):
             logger.warning("CalibratedIntentClassifier needs at least two intents; skipping training.")
             return self._resource
         dense, sparse = self._raw_features(examples)
+        self._dense_width, self._sparse_width = dense.shape[1], sparse.shape[1]
         if sparse.shape[1]:
             document_frequency = np.asarray((sparse > 0).sum(axis=0)).ravel()
             self._idf = (np.log((1 + sparse.shape[0]) / (1 + document_frequency)) + 1).astype(np.float32)
@@ -235,7 +240,15 @@ class CalibratedIntentClassifier(IntentClassifier, GraphComponent):
             if self._idf is not None:
                 np.save(directory / self.IDF_FILE, self._idf)
             (directory / self.STATE_FILE).write_text(
-                json.dumps({"labels": self._labels, "temperature": self._temperature}, ensure_ascii=False),
+                json.dumps(
+                    {
+                        "labels": self._labels,
+                        "temperature": self._temperature,
+                        "dense_width": self._dense_width,
+                        "sparse_width": self._sparse_width,
+                    },
+                    ensure_ascii=False,
+                ),
                 encoding="utf-8",
             )
 
@@ -258,6 +271,8 @@ class CalibratedIntentClassifier(IntentClassifier, GraphComponent):
                 state = json.loads((directory / cls.STATE_FILE).read_text(encoding="utf-8"))
                 component._labels = list(state["labels"])
                 component._temperature = float(state["temperature"])
+                component._dense_width = int(state["dense_width"])
+                component._sparse_width = int(state["sparse_width"])
                 if (directory / cls.IDF_FILE).exists():
                     component._idf = np.load(directory / cls.IDF_FILE)
         except (ValueError, FileNotFoundError):
@@ -272,13 +287,16 @@ def _logits(model, X) -> np.ndarray:
     return scores
 
 
-def _stack_dense(rows: List[Optional[np.ndarray]]) -> np.ndarray:
-    width = next((row.shape[1] for row in rows if row is not None), 0)
-    return np.vstack([row if row is not None else np.zeros((1, width), np.float32) for row in rows]) if rows else np.zeros((0, 0))
+def _stack_dense(rows: List[Optional[np.ndarray]], width: int) -> np.ndarray:
+    """Rows of one width; ``width`` 0 means "learn it from the rows" (training)."""
+    width = width or next((row.shape[1] for row in rows if row is not None), 0)
+    return np.vstack(
+        [row if row is not None and row.shape[1] == width else np.zeros((1, width), np.float32) for row in rows]
+    )
 
 
-def _stack_sparse(rows: List[Optional[scipy.sparse.csr_matrix]]) -> scipy.sparse.csr_matrix:
-    width = next((row.shape[1] for row in rows if row is not None), 0)
+def _stack_sparse(rows: List[Optional[scipy.sparse.csr_matrix]], width: int) -> scipy.sparse.csr_matrix:
+    width = width or next((row.shape[1] for row in rows if row is not None), 0)
     return scipy.sparse.vstack(
-        [row if row is not None else scipy.sparse.csr_matrix((1, width)) for row in rows]
-    ).tocsr() if rows else scipy.sparse.csr_matrix((0, 0))
+        [row if row is not None and row.shape[1] == width else scipy.sparse.csr_matrix((1, width)) for row in rows]
+    ).tocsr()

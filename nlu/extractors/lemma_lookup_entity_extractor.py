@@ -119,7 +119,8 @@ class LemmaLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
         self._confirmed_words = set(confirmed_words or [])
         # first lemma of an alias -> [(all its lemmas, entity, canonical value, ambiguous)]
         self._index: Dict[str, List[Tuple[Tuple[str, ...], str, str, bool]]] = {}
-        self._fuzzy: List[Tuple[str, str, str, bool]] = []
+        self._fuzzy_by_length: Dict[int, List[Tuple[str, str, str, bool]]] = {}
+        self._fuzzy_cache: Dict[str, Optional[Tuple[str, str, bool]]] = {}
         self._max_words = 1
         self._build_index()
 
@@ -135,7 +136,8 @@ class LemmaLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
 
     def _build_index(self) -> None:
         self._index.clear()
-        self._fuzzy.clear()
+        self._fuzzy_by_length.clear()
+        self._fuzzy_cache.clear()
         for entity, aliases in self._aliases.items():
             for alias, canonical in aliases.items():
                 key = _alias_key(alias)
@@ -148,7 +150,9 @@ class LemmaLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
                 self._max_words = max(self._max_words, len(key))
                 compact = "".join(word.text.lower() for word in _words(alias)).replace("ё", "е")
                 if len(key) == 1 and len(compact) >= self._config["fuzzy_min_length"]:
-                    self._fuzzy.append((compact, entity, canonical, ambiguous))
+                    self._fuzzy_by_length.setdefault(len(compact), []).append(
+                        (compact, entity, canonical, ambiguous)
+                    )
 
     def train(self, training_data: TrainingData) -> Resource:
         aliases: Dict[Text, Dict[Text, Text]] = {}
@@ -224,11 +228,20 @@ class LemmaLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
         surface = word.text.lower().replace("ё", "е")
         if len(surface) < self._config["fuzzy_min_length"] - 1:
             return None
+        if surface not in self._fuzzy_cache:
+            if len(self._fuzzy_cache) > 50_000:
+                self._fuzzy_cache.clear()
+            self._fuzzy_cache[surface] = self._closest_alias(surface, word.lemma)
+        return self._fuzzy_cache[surface]
+
+    def _closest_alias(self, surface: str, lemma: str) -> Optional[Tuple[str, str, bool]]:
         # Also try without a short inflection ending («спортмастре» ← «спортмастере»).
-        forms = {surface, word.lemma} | {surface[:-cut] for cut in (1, 2) if len(surface) - cut >= 5}
-        for alias, entity, canonical, ambiguous in self._fuzzy:
-            if any(_edit_distance_at_most_one(form, alias) for form in forms):
-                return entity, canonical, ambiguous
+        forms = {surface, lemma} | {surface[:-cut] for cut in (1, 2) if len(surface) - cut >= 5}
+        for form in forms:
+            for length in (len(form) - 1, len(form), len(form) + 1):
+                for alias, entity, canonical, ambiguous in self._fuzzy_by_length.get(length, ()):
+                    if _edit_distance_at_most_one(form, alias):
+                        return entity, canonical, ambiguous
         return None
 
     def extract(self, text: str) -> List[Dict[Text, Any]]:
@@ -265,7 +278,7 @@ class LemmaLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
             if ambiguous and not self._has_brand_context(words, position):
                 continue
             return len(key), entity, canonical
-        if self._fuzzy:
+        if self._fuzzy_by_length:
             fuzzy = self._fuzzy_match(words[position])
             if fuzzy is not None and (not fuzzy[2] or self._has_brand_context(words, position)):
                 return 1, fuzzy[0], fuzzy[1]
