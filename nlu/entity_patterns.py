@@ -86,10 +86,16 @@ Finder = Callable[[str], Iterable[EntityMatch]]
 _PHONE_RE = re.compile(
     r"(?<![\w+])(\+\s?7|8|7)?[\s\-]?\(?\s?(\d{3})\s?\)?[\s\-]?(\d{3})[\s\-]?(\d{2})[\s\-]?(\d{2})(?![\d])"
 )
-_INN_CONTEXT_RE = re.compile(r"(инн|inn|налогов)\W{0,3}(\w+\W{1,3}){0,2}$", re.IGNORECASE)
+# With an explicit +7 / 8 prefix any grouping of the ten digits is a phone («8 921 44 55 310»).
+_PHONE_PREFIXED_RE = re.compile(r"(?<![\w+])(\+\s?7|8)(?:[\s\-()]{0,2}\d){10}(?!\d)")
+_INN_CONTEXT_RE = re.compile(r"(инн|inn|налогов|tax\s?id|taxpayer)\W{0,3}(\w+\W{1,3}){0,2}$", re.IGNORECASE)
 
 
 def _find_phones(text: str, entity: str) -> Iterable[EntityMatch]:
+    for match in _PHONE_PREFIXED_RE.finditer(text):
+        value = normalise_phone_ru(match.group(0))
+        if value is not None:
+            yield EntityMatch(entity, value, match.start(), match.end(), match.group(0))
     for match in _PHONE_RE.finditer(text):
         prefix = match.group(1)
         surface = match.group(0)

@@ -330,57 +330,72 @@ def _slug(name: str) -> str:
 
 # --- report ---------------------------------------------------------------------------------
 
+def side_by_side_table(pipelines: Dict[str, Any], rows: Sequence[Tuple[str, Any]]) -> List[str]:
+    """A Markdown table: one row per (label, getter), one column per pipeline."""
+    names = list(pipelines)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, getter in rows:
+        lines.append(f"| {label} | " + " | ".join(getter(pipelines[name]) for name in names) + " |")
+    return lines
+
+
 def markdown_heldout(report: Dict[str, Any]) -> str:
-    names = list(report["pipelines"])
-    rows = [
+    pipelines = report["pipelines"]
+    entities = sorted({e for r in pipelines.values() for e in r["entities"]})
+    no_entity = {"precision": 0, "recall": 0, "f1": 0}
+    rows: List[Tuple[str, Any]] = [
+        ("intent accuracy", lambda r: f"{r['intents']['accuracy']:.3f}"),
+        ("intent macro-F1", lambda r: f"{r['intents']['macro_f1']:.3f}"),
+    ]
+    rows += [
+        (
+            f"entity `{entity}` P / R / F1",
+            lambda r, e=entity: "{precision:.3f} / {recall:.3f} / {f1:.3f}".format(**r["entities"].get(e, no_entity)),
+        )
+        for entity in entities
+    ]
+    rows += [
+        ("in-scope messages sent to fallback", lambda r: f"{r['false_fallback_rate']:.3f}"),
+        ("out-of-scope → nlu_fallback (recall)", lambda r: f"{r['oos_fallback_recall']:.3f}"),
+        ("training time, s", lambda r: f"{r['train_seconds']:.0f}"),
+        ("parse latency p50 / p95, ms", lambda r: f"{r['latency']['p50_ms']:.1f} / {r['latency']['p95_ms']:.1f}"),
+    ]
+    lines = [
         f"Held-out Russian set: {report['test_examples']} messages, 19 intents; "
         f"{report['oos_examples']} out-of-scope messages.",
         "",
-        "| metric | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        *side_by_side_table(pipelines, rows),
     ]
-
-    def row(label: str, getter) -> None:
-        rows.append(f"| {label} | " + " | ".join(getter(report["pipelines"][n]) for n in names) + " |")
-
-    row("intent accuracy", lambda r: f"{r['intents']['accuracy']:.3f}")
-    row("intent macro-F1", lambda r: f"{r['intents']['macro_f1']:.3f}")
-    entities = sorted({e for r in report["pipelines"].values() for e in r["entities"]})
-    for entity in entities:
-        row(
-            f"entity `{entity}` P / R / F1",
-            lambda r, e=entity: "{precision:.3f} / {recall:.3f} / {f1:.3f}".format(**r["entities"].get(e, {"precision": 0, "recall": 0, "f1": 0})),
+    for name, result in pipelines.items():
+        confusions = ", ".join(
+            f"{c['gold']} → {c['predicted']}: {c['count']}" for c in result["intents"]["confusions"][:8]
         )
-    row("in-scope messages sent to fallback", lambda r: f"{r['false_fallback_rate']:.3f}")
-    row("out-of-scope → nlu_fallback (recall)", lambda r: f"{r['oos_fallback_recall']:.3f}")
-    row("training time, s", lambda r: f"{r['train_seconds']:.0f}")
-    row("parse latency p50 / p95, ms", lambda r: f"{r['latency']['p50_ms']:.1f} / {r['latency']['p95_ms']:.1f}")
-    for name in names:
-        confusions = report["pipelines"][name]["intents"]["confusions"][:8]
-        rows += ["", f"Top confusions, {name} (gold → predicted: count): " + ", ".join(
-            f"{c['gold']} → {c['predicted']}: {c['count']}" for c in confusions) or "none"]
-    return "\n".join(rows)
+        lines += ["", f"Top confusions, {name} (gold → predicted: count): {confusions or 'none'}"]
+    return "\n".join(lines)
 
 
 def markdown_clinc(report: Dict[str, Any]) -> str:
-    names = list(report["pipelines"])
-    rows = [
-        f"CLINC150 (data_full, train+oos_train = {report['train_examples']} examples; test 4500 in-scope, 1000 out-of-scope).",
-        "",
-        "| metric | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+    def threshold(r: Dict[str, Any]) -> str:
+        if "calibrated_threshold" in r:
+            return f"{r['calibrated_threshold']:.2f} (calibrated on val)"
+        return "0.30 + ambiguity 0.1 (stock)"
+
+    rows: List[Tuple[str, Any]] = [
+        ("in-scope accuracy", lambda r: f"{r['in_scope_accuracy']:.4f}"),
+        ("out-of-scope recall", lambda r: f"{r['oos_recall']:.3f}"),
+        ("out-of-scope precision", lambda r: f"{r['oos_precision']:.3f}"),
+        ("fallback threshold", threshold),
+        ("training time, s", lambda r: f"{r['train_seconds']:.0f}"),
+        ("parse latency p50 / p95, ms", lambda r: f"{r['latency']['p50_ms']:.1f} / {r['latency']['p95_ms']:.1f}"),
     ]
-
-    def row(label: str, getter) -> None:
-        rows.append(f"| {label} | " + " | ".join(getter(report["pipelines"][n]) for n in names) + " |")
-
-    row("in-scope accuracy", lambda r: f"{r['in_scope_accuracy']:.4f}")
-    row("out-of-scope recall", lambda r: f"{r['oos_recall']:.3f}")
-    row("out-of-scope precision", lambda r: f"{r['oos_precision']:.3f}")
-    row("fallback threshold", lambda r: f"{r.get('calibrated_threshold', 0.3):.2f}" + (" (calibrated on val)" if "calibrated_threshold" in r else " (stock 0.3 + ambiguity 0.1)"))
-    row("training time, s", lambda r: f"{r['train_seconds']:.0f}")
-    row("parse latency p50 / p95, ms", lambda r: f"{r['latency']['p50_ms']:.1f} / {r['latency']['p95_ms']:.1f}")
-    return "\n".join(rows)
+    return "\n".join(
+        [
+            f"CLINC150 (data_full: train + oos_train = {report['train_examples']} examples; "
+            "test: 4500 in-scope, 1000 out-of-scope).",
+            "",
+            *side_by_side_table(report["pipelines"], rows),
+        ]
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
