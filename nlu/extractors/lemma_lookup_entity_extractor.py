@@ -91,6 +91,12 @@ class LemmaLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
     """
 
     ALIASES_FILE = "aliases.json"
+    # Bump when what persist() writes changes, so `rasa train` retrains old models.
+    FORMAT_VERSION = "2"
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> Optional[Text]:
+        return f"{cls.__name__}-format-{cls.FORMAT_VERSION}"
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
@@ -217,7 +223,7 @@ class LemmaLookupEntityExtractor(GraphComponent, EntityExtractorMixin):
         try:
             with model_storage.read_from(resource) as directory:
                 stored = json.loads((directory / cls.ALIASES_FILE).read_text(encoding="utf-8"))
-        except (ValueError, FileNotFoundError):
+        except (ValueError, FileNotFoundError, KeyError):
             logger.warning("LemmaLookupEntityExtractor: no trained aliases found, extracting nothing.")
             stored = {}
         return cls(

@@ -221,3 +221,14 @@ def test_temperature_softens_overconfident_scores():
     logits[np.arange(300), labels] += 1.0
     overconfident = logits * 10  # right about as often, but far too sure
     assert fit_temperature(overconfident, labels) > 3.0
+
+
+def test_large_data_calibrates_on_one_hold_out_split(create_component, small_training_data):
+    classifier = create_component(
+        CalibratedIntentClassifier, {"calibration_folds": 5, "calibration_max_examples": 4}
+    )
+    classifier.train(small_training_data)
+    assert classifier._temperature > 0
+    messages = _featurize_like_training(["верните деньги"], small_training_data, create_component)
+    classifier.process(messages)
+    assert messages[0].get("intent")["name"] == "refund_request"
