@@ -24,6 +24,7 @@ class StackSettings:
     public_host: str = "localhost"
     rasa_port: int = 5005
     action_port: int = 5055
+    backoffice_port: int = 8000
     models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
     startup_timeout_seconds: int = 300
 
@@ -34,6 +35,7 @@ class StackSettings:
             public_host=os.environ.get("STACK_PUBLIC_HOST", cls.public_host),
             rasa_port=_env_int("RASA_PORT", cls.rasa_port),
             action_port=_env_int("ACTION_SERVER_PORT", cls.action_port),
+            backoffice_port=_env_int("BACKOFFICE_PORT", cls.backoffice_port),
             models_dir=Path(os.environ.get("RASA_MODELS_DIR", str(PROJECT_ROOT / "models"))),
             startup_timeout_seconds=_env_int("STACK_STARTUP_TIMEOUT", cls.startup_timeout_seconds),
         )
@@ -45,3 +47,7 @@ class StackSettings:
     @property
     def action_url(self) -> str:
         return f"http://{self.public_host}:{self.action_port}"
+
+    @property
+    def backoffice_url(self) -> str:
+        return f"http://{self.public_host}:{self.backoffice_port}"

@@ -1,6 +1,6 @@
 """Runs the assistant stack on embedded defaults: trains the model if it is missing or stale,
-starts the action server and the Rasa server (REST + socket.io), prints where to talk to it and
-stops everything on Ctrl-C.
+starts the reference back office (demo database), the action server and the Rasa server
+(REST + socket.io), prints where to talk to it and stops everything on Ctrl-C.
 
     python -m engine.stack            (scripts/run.sh does the set-up first, then this)
 """
@@ -53,13 +53,18 @@ class Stack:
         self.settings = settings
         self.processes: Dict[str, subprocess.Popen] = {}
 
-    def _start(self, name: str, command: List[str]) -> subprocess.Popen:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True)
+    def _start(self, name: str, command: List[str], env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True, env=env)
         self.processes[name] = process
         return process
 
     def start(self) -> None:
         s = self.settings
+        backoffice = self._start(
+            "back office",
+            [sys.executable, "-m", "backoffice", "serve"],
+            env={**os.environ, "BACKOFFICE_PORT": str(s.backoffice_port)},
+        )
         actions = self._start(
             "action server",
             [*_rasa_command(), "run", "actions", "--actions", "actions", "--port", str(s.action_port)],
@@ -75,6 +80,7 @@ class Stack:
                 "--endpoints", "endpoints.yml",
             ],
         )
+        _wait_until_up(f"{s.backoffice_url}/health", backoffice, s.startup_timeout_seconds)
         _wait_until_up(f"{s.action_url}/health", actions, s.startup_timeout_seconds)
         _wait_until_up(f"{s.rasa_url}/status", rasa, s.startup_timeout_seconds)
 
@@ -114,6 +120,7 @@ def print_banner(settings: StackSettings) -> None:
   socket.io:   {s.rasa_url}/socket.io  (events user_uttered / bot_uttered)
   Terminal:    .venv/bin/rasa shell   (in another terminal)
   Actions:     {s.action_url}/webhook
+  Back office: {s.backoffice_url}/openapi.json  (demo cases: backoffice/DEMO.md)
 Press Ctrl-C to stop everything.
 """,
         flush=True,

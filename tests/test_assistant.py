@@ -64,12 +64,14 @@ def _post_json(url: str, payload: dict) -> object:
         return json.loads(response.read())
 
 
-def test_run_command_serves_rest_and_socketio_and_stops_cleanly(trained_model):
-    rasa_port, action_port = _free_port(), _free_port()
+def test_run_command_serves_rest_and_socketio_and_stops_cleanly(trained_model, tmp_path):
+    rasa_port, action_port, backoffice_port = _free_port(), _free_port(), _free_port()
     env = {
         **os.environ,
         "RASA_PORT": str(rasa_port),
         "ACTION_SERVER_PORT": str(action_port),
+        "BACKOFFICE_PORT": str(backoffice_port),
+        "BACKOFFICE_DATABASE_URL": f"sqlite:///{tmp_path / 'backoffice.db'}",
         "STACK_HOST": "127.0.0.1",
         "STACK_PUBLIC_HOST": "127.0.0.1",
         "RASA_MODELS_DIR": str(Path(trained_model).parent),
@@ -104,6 +106,8 @@ def test_run_command_serves_rest_and_socketio_and_stops_cleanly(trained_model):
             assert response.status == 200
         with urllib.request.urlopen(f"http://127.0.0.1:{action_port}/health", timeout=10) as response:
             assert response.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{backoffice_port}/health", timeout=10) as response:
+            assert response.status == 200
     finally:
         stack.send_signal(signal.SIGINT)
         try:
@@ -111,7 +115,7 @@ def test_run_command_serves_rest_and_socketio_and_stops_cleanly(trained_model):
         except subprocess.TimeoutExpired:
             stack.kill()
     assert stack.returncode == 0
-    for port in (rasa_port, action_port):
+    for port in (rasa_port, action_port, backoffice_port):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after Ctrl-C"
 

@@ -1,0 +1,167 @@
+"""The real server (``python -m backoffice serve``) on a free loopback port, hammered concurrently:
+the same refund 100 times → exactly one refund row.
+
+Runs on a temporary SQLite file; also on PostgreSQL when ``BACKOFFICE_TEST_POSTGRES_URL`` points
+to a throw-away database (its back-office tables are dropped and re-seeded)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, List, Tuple
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from backoffice.db import make_engine, make_session_factory, read_transaction
+from backoffice.models import Order, Refund, ResendLog
+from backoffice.settings import PROJECT_ROOT
+
+TOKEN = "live-test-token"
+CONCURRENCY = 100
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    def __init__(self, base_url: str, database_url: str) -> None:
+        self.base_url = base_url
+        self.engine = make_engine(database_url)
+        self.sessions = make_session_factory(self.engine)
+
+    def count(self, model, **filters) -> int:
+        query = select(func.count()).select_from(model)
+        for name, value in filters.items():
+            query = query.where(getattr(model, name) == value)
+        with read_transaction(self.sessions) as session:
+            return session.execute(query).scalar_one()
+
+
+POSTGRES_URL = os.environ.get("BACKOFFICE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.skipif(
+            not POSTGRES_URL, reason="set BACKOFFICE_TEST_POSTGRES_URL to a throw-away database")),
+    ],
+)
+def server(request, tmp_path_factory) -> Iterator[LiveServer]:
+    directory = tmp_path_factory.mktemp("live")
+    database_url = f"sqlite:///{directory / 'live.db'}" if request.param == "sqlite" else POSTGRES_URL
+    port = _free_port()
+    env = {
+        **os.environ,
+        "BACKOFFICE_DATABASE_URL": database_url,
+        "BACKOFFICE_API_TOKEN": TOKEN,
+        "BACKOFFICE_HOST": "127.0.0.1",
+        "BACKOFFICE_PORT": str(port),
+        "RESEND_DAILY_LIMIT": "3",
+        "REFUND_WINDOW_DAYS": "14",
+    }
+    log = (directory / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backoffice", "serve", *(["--reset"] if request.param != "sqlite" else [])],
+        cwd=PROJECT_ROOT, env=env,
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {(directory / 'server.log').read_text()}")
+            try:
+                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {(directory / 'server.log').read_text()}")
+            time.sleep(0.1)
+        live = LiveServer(base_url, database_url)
+        yield live
+        live.engine.dispose()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _fire(server: LiveServer, path: str, bodies: List[dict]) -> List[Tuple[int, dict]]:
+    """POST every body at once: all threads wait on a barrier, then send."""
+    barrier = threading.Barrier(len(bodies))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def send(body: dict) -> Tuple[int, dict]:
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as client:
+            barrier.wait()
+            response = client.post(path, json=body)
+            return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
+def test_serve_seeds_an_empty_database(server) -> None:
+    assert server.count(Order) == 11
+    reply = httpx.get(f"{server.base_url}/orders/40817263", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reply.status_code == 200 and reply.json()["buyer_email"] == "i***@mail.ru"
+
+
+def test_the_same_refund_100_times_concurrently_makes_exactly_one(server) -> None:
+    body = {"order_id": "40817263", "idempotency_key": "same-request",
+            "verification": {"email": "ivan@mail.ru"}}
+    replies = _fire(server, "/refunds", [body] * CONCURRENCY)
+    statuses = sorted(status for status, _ in replies)
+    assert statuses == [200] * (CONCURRENCY - 1) + [201]
+    assert len({reply["id"] for _, reply in replies}) == 1
+    assert server.count(Refund, order_id="40817263") == 1
+    assert server.count(Refund, idempotency_key="same-request") == 1
+
+
+def test_100_different_keys_for_one_order_still_make_one_refund(server) -> None:
+    bodies = [{"order_id": "40817358", "idempotency_key": f"key-{n}", "verification": {"phone_last4": "0101"}}
+              for n in range(CONCURRENCY)]
+    replies = _fire(server, "/refunds", bodies)
+    assert sorted(status for status, _ in replies).count(201) == 1
+    assert {status for status, _ in replies} == {200, 201}
+    assert len({reply["id"] for _, reply in replies}) == 1
+    assert server.count(Refund, order_id="40817358") == 1
+
+
+def test_concurrent_resends_respect_the_daily_limit(server) -> None:
+    bodies = [{"idempotency_key": f"resend-{n}"} for n in range(20)]
+    replies = _fire(server, "/orders/40817336/resend", bodies)
+    statuses = sorted(status for status, _ in replies)
+    assert statuses == [201] * 3 + [429] * 17
+    assert server.count(ResendLog, order_id="40817336") == 3
+
+
+def test_errors_are_json_on_the_real_server(server) -> None:
+    reply = httpx.get(f"{server.base_url}/refunds", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reply.status_code == 405
+    assert reply.json()["error"]["code"] == "method_not_allowed"
+    reply = httpx.get(f"{server.base_url}/orders/40817263")
+    assert reply.status_code == 401
+    assert reply.headers["www-authenticate"] == "Bearer"
+    assert reply.json()["error"]["code"] == "unauthorized"
+    reply = httpx.post(f"{server.base_url}/refunds", content=b"x" * 1_100_000,
+                       headers={"Authorization": f"Bearer {TOKEN}"})
+    assert reply.status_code == 413 and reply.json()["error"]["code"] == "payload_too_large"
