@@ -108,6 +108,11 @@ class Stack:
             time.sleep(0.5)
 
 
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    """SIGTERM (e.g. from a service manager) stops the stack the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def print_banner(settings: StackSettings) -> None:
     s = settings
     print(
@@ -135,8 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.skip_train:
         train_if_stale(settings)
     stack = Stack(settings)
-    # SIGTERM (e.g. from a service manager) stops the stack like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     try:
         print("• Starting the action server and the Rasa server…", flush=True)
         stack.start()

@@ -1,7 +1,6 @@
 """Dense sentence-level features from a multilingual sentence encoder."""
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, List, Optional, Text
 
 import numpy as np
@@ -11,13 +10,11 @@ from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
 from rasa.nlu.featurizers.dense_featurizer.dense_featurizer import DenseFeaturizer
 from rasa.shared.exceptions import InvalidConfigException
-from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
+from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from nlu.encoders import EncoderUnavailable, SentenceEncoder, available_encoders, load_encoder
-
-logger = logging.getLogger(__name__)
 
 
 @DefaultV1Recipe.register(

@@ -39,6 +39,15 @@ def test_featurizer_adds_one_normalised_sentence_vector(create_component):
     assert float(vectors[0] @ vectors[1]) > 0.5
 
 
+def test_featurizer_loads_from_a_trained_model_the_same(create_component, load_component):
+    # not trainable: nothing is persisted, and loading gives the same features as creating
+    created, loaded = create_component(SentenceEmbeddingFeaturizer), load_component(SentenceEmbeddingFeaturizer)
+    first, second = Message(data={"text": "баланс"}), Message(data={"text": "баланс"})
+    created.process([first])
+    loaded.process([second])
+    assert np.allclose(first.get_dense_features("text")[1].features, second.get_dense_features("text")[1].features)
+
+
 @pytest.mark.parametrize("text", EDGE_TEXTS)
 def test_featurizer_edge_inputs(create_component, text):
     featurizer = create_component(SentenceEmbeddingFeaturizer)
