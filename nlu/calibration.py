@@ -103,6 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     configure_logging_and_warnings(logging.WARNING)
     configure_structlog(logging.WARNING)
+    # Rasa's training cache would turn a re-run's training time into a cache lookup.
+    os.environ["RASA_MAX_CACHE_SIZE"] = "0"
     os.chdir(ROOT)
     with tempfile.TemporaryDirectory(prefix="nlu-calibration-") as tmp:
         result = calibrate(args.folds, args.out_of_scope, args.max_accuracy_drop, Path(tmp))

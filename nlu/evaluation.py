@@ -26,6 +26,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 FALLBACK_INTENT = "nlu_fallback"
+# A pipeline without our mapping predicts the background intent itself; the domain answers it
+# like nlu_fallback, so it counts as a fallback for every pipeline.
+BACKGROUND_INTENTS = (FALLBACK_INTENT, "out_of_scope")
 STOCK_CONFIG = "stock (rasa init)"
 OUR_CONFIG = "ours (config.yml)"
 
@@ -259,8 +262,8 @@ def heldout_benchmark(workdir: Path, pipelines: Sequence[str]) -> Dict[str, Any]
             "train_seconds": train_seconds,
             "intents": intent_metrics([e.intent for e in test], [p.intent for p in test_parses]),
             "entities": entity_metrics([e.entities for e in test], [p.entities for p in test_parses]),
-            "false_fallback_rate": float(np.mean([p.intent == FALLBACK_INTENT for p in test_parses])),
-            "oos_fallback_recall": float(np.mean([p.intent == FALLBACK_INTENT for p in oos_parses])),
+            "false_fallback_rate": float(np.mean([p.intent in BACKGROUND_INTENTS for p in test_parses])),
+            "oos_fallback_recall": float(np.mean([p.intent in BACKGROUND_INTENTS for p in oos_parses])),
             "latency": latency_ms(parses),
         }
     return report
@@ -356,7 +359,7 @@ def markdown_heldout(report: Dict[str, Any]) -> str:
     ]
     rows += [
         ("in-scope messages sent to fallback", lambda r: f"{r['false_fallback_rate']:.3f}"),
-        ("out-of-scope → nlu_fallback (recall)", lambda r: f"{r['oos_fallback_recall']:.3f}"),
+        ("out-of-scope → nlu_fallback / out_of_scope (recall)", lambda r: f"{r['oos_fallback_recall']:.3f}"),
         ("training time, s", lambda r: f"{r['train_seconds']:.0f}"),
         ("parse latency p50 / p95, ms", lambda r: f"{r['latency']['p50_ms']:.1f} / {r['latency']['p95_ms']:.1f}"),
     ]
@@ -412,6 +415,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     configure_logging_and_warnings(logging.WARNING)
     configure_structlog(logging.WARNING)
     args.output.mkdir(parents=True, exist_ok=True)
+    # Rasa's training cache would turn a re-run's training time into a cache lookup.
+    os.environ["RASA_MAX_CACHE_SIZE"] = "0"
     os.chdir(ROOT)  # config.yml's SpacyNLP model path is relative to the project root
     with tempfile.TemporaryDirectory(prefix="nlu-eval-") as tmp:
         workdir = Path(tmp)
