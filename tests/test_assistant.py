@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from nlu.evaluation import entity_metrics, load_examples, read_lines
+from tests.backoffice_process import free_port
 from tests.conftest import entity_pairs
 
 pytestmark = pytest.mark.slow
@@ -50,12 +51,6 @@ def test_edge_inputs_parse_without_errors(parse, text):
     assert parsed["intent"] is None or "name" in parsed["intent"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _post_json(url: str, payload: dict) -> object:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
@@ -65,7 +60,7 @@ def _post_json(url: str, payload: dict) -> object:
 
 
 def test_run_command_serves_rest_and_socketio_and_stops_cleanly(trained_model, tmp_path):
-    rasa_port, action_port, backoffice_port = _free_port(), _free_port(), _free_port()
+    rasa_port, action_port, backoffice_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "RASA_PORT": str(rasa_port),

@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -23,6 +18,8 @@ from typing import Any, Deque, Dict, Iterator, List
 
 import httpx
 import pytest
+
+from tests.backoffice_process import free_port, running_backoffice
 
 from actions.backoffice_client import (
     BackofficeAuthError,
@@ -49,14 +46,9 @@ from actions.backoffice_client import (
 )
 from actions.settings import ActionSettings
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "actions-client-test-token"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the real back office ---------------------------------------------------------------------
@@ -66,45 +58,8 @@ def _free_port() -> int:
 def server(tmp_path_factory) -> Iterator[str]:
     """The real service on a free port and a fresh, demo-seeded SQLite file; → its base URL."""
     directory = tmp_path_factory.mktemp("backoffice-live")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "BACKOFFICE_DATABASE_URL": f"sqlite:///{directory / 'backoffice.db'}",
-        "BACKOFFICE_API_TOKEN": TOKEN,
-        "BACKOFFICE_HOST": "127.0.0.1",
-        "BACKOFFICE_PORT": str(port),
-        "RESEND_DAILY_LIMIT": "3",
-        "REFUND_WINDOW_DAYS": "14",
-    }
-    log_path = directory / "server.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backoffice", "serve"],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"back office exited: {log_path.read_text()}")
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"back office did not start: {log_path.read_text()}")
-            time.sleep(0.1)
+    with running_backoffice(directory, f"sqlite:///{directory / 'backoffice.db'}", TOKEN) as base_url:
         yield base_url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture
@@ -492,7 +447,7 @@ async def test_personal_data_never_reaches_the_log(backoffice: BackofficeClient,
 
 
 async def test_nothing_listening_is_unavailable_quickly() -> None:
-    port = _free_port()  # bound and released: nothing listens there
+    port = free_port()  # bound and released: nothing listens there
     started = time.monotonic()
     async with fake_client(f"http://127.0.0.1:{port}") as client:
         with pytest.raises(BackofficeUnavailable) as failed:

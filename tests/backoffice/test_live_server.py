@@ -6,31 +6,23 @@ to a throw-away database (its back-office tables are dropped and re-seeded)."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, List, Tuple
 
 import httpx
 import pytest
+
+from tests.backoffice_process import running_backoffice
 from sqlalchemy import func, select
 
 from backoffice.db import make_engine, make_session_factory, read_transaction
 from backoffice.models import Order, Refund, ResendLog
-from backoffice.settings import PROJECT_ROOT
 
 TOKEN = "live-test-token"
 CONCURRENCY = 100
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LiveServer:
@@ -61,47 +53,12 @@ POSTGRES_URL = os.environ.get("BACKOFFICE_TEST_POSTGRES_URL")
 def server(request, tmp_path_factory) -> Iterator[LiveServer]:
     directory = tmp_path_factory.mktemp("live")
     database_url = f"sqlite:///{directory / 'live.db'}" if request.param == "sqlite" else POSTGRES_URL
-    port = _free_port()
-    env = {
-        **os.environ,
-        "BACKOFFICE_DATABASE_URL": database_url,
-        "BACKOFFICE_API_TOKEN": TOKEN,
-        "BACKOFFICE_HOST": "127.0.0.1",
-        "BACKOFFICE_PORT": str(port),
-        "RESEND_DAILY_LIMIT": "3",
-        "REFUND_WINDOW_DAYS": "14",
-    }
-    log = (directory / "server.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "backoffice", "serve", *(["--reset"] if request.param != "sqlite" else [])],
-        cwd=PROJECT_ROOT, env=env,
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {(directory / 'server.log').read_text()}")
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {(directory / 'server.log').read_text()}")
-            time.sleep(0.1)
+    with running_backoffice(directory, database_url, TOKEN, reset=request.param != "sqlite") as base_url:
         live = LiveServer(base_url, database_url)
-        yield live
-        live.engine.dispose()
-    finally:
-        process.send_signal(signal.SIGINT)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            yield live
+        finally:
+            live.engine.dispose()
 
 
 def _fire(server: LiveServer, path: str, bodies: List[dict]) -> List[Tuple[int, dict]]:
