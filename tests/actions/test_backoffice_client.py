@@ -13,7 +13,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Deque, Dict, Iterator, List
 
 import httpx
