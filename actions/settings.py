@@ -19,39 +19,16 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
+from engine.env import env_float as _float
+from engine.env import env_int as _int
+from engine.env import env_raw as _raw
+
 DEFAULT_BACKOFFICE_URL = "http://127.0.0.1:8000"
 DEFAULT_BACKOFFICE_API_TOKEN = "dev-backoffice-token"
 DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_RETRIES = 2
 DEFAULT_RETRY_BACKOFF_SECONDS = 0.2
 MAX_RETRIES = 10
-
-
-def _raw(environ: Mapping[str, str], name: str) -> Optional[str]:
-    value = environ.get(name)
-    if value is None or value.strip() == "":
-        return None
-    return value.strip()
-
-
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = _raw(environ, name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError as error:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from error
-
-
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = _raw(environ, name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError as error:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
 
 
 @dataclass(frozen=True)

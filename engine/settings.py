@@ -5,17 +5,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.env import env_int
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as error:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
 
 
 @dataclass(frozen=True)
@@ -33,11 +25,11 @@ class StackSettings:
         return cls(
             host=os.environ.get("STACK_HOST", cls.host),
             public_host=os.environ.get("STACK_PUBLIC_HOST", cls.public_host),
-            rasa_port=_env_int("RASA_PORT", cls.rasa_port),
-            action_port=_env_int("ACTION_SERVER_PORT", cls.action_port),
-            backoffice_port=_env_int("BACKOFFICE_PORT", cls.backoffice_port),
+            rasa_port=env_int(os.environ, "RASA_PORT", cls.rasa_port),
+            action_port=env_int(os.environ, "ACTION_SERVER_PORT", cls.action_port),
+            backoffice_port=env_int(os.environ, "BACKOFFICE_PORT", cls.backoffice_port),
             models_dir=Path(os.environ.get("RASA_MODELS_DIR", str(PROJECT_ROOT / "models"))),
-            startup_timeout_seconds=_env_int("STACK_STARTUP_TIMEOUT", cls.startup_timeout_seconds),
+            startup_timeout_seconds=env_int(os.environ, "STACK_STARTUP_TIMEOUT", cls.startup_timeout_seconds),
         )
 
     @property
