@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ruamel.yaml import YAML
+
 from engine.settings import PROJECT_ROOT, StackSettings
 
 
@@ -48,6 +50,18 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not come up within {timeout:.0f} s")
 
 
+def runtime_endpoints(settings: StackSettings) -> Path:
+    """endpoints.yml with the action server's URL on this stack's port (ACTION_SERVER_PORT)."""
+    yaml = YAML()
+    endpoints = yaml.load((PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")) or {}
+    endpoints.setdefault("action_endpoint", {})["url"] = f"http://127.0.0.1:{settings.action_port}/webhook"
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.models_dir / ".endpoints.runtime.yml"
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.dump(endpoints, handle)
+    return path
+
+
 class Stack:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
@@ -68,6 +82,8 @@ class Stack:
         actions = self._start(
             "action server",
             [*_rasa_command(), "run", "actions", "--actions", "actions", "--port", str(s.action_port)],
+            # the actions call the back office this stack started, whatever its port
+            env={**os.environ, "BACKOFFICE_URL": os.environ.get("BACKOFFICE_URL") or f"http://127.0.0.1:{s.backoffice_port}"},
         )
         rasa = self._start(
             "rasa server",
@@ -77,7 +93,7 @@ class Stack:
                 "--interface", s.host, "--port", str(s.rasa_port),
                 "--model", str(s.models_dir),
                 "--credentials", "credentials.yml",
-                "--endpoints", "endpoints.yml",
+                "--endpoints", str(runtime_endpoints(s)),
             ],
         )
         _wait_until_up(f"{s.backoffice_url}/health", backoffice, s.startup_timeout_seconds)
