@@ -1,0 +1,213 @@
+"""Handing a conversation to a human: the rules of ``escalation.yml`` and the hand-over itself.
+
+A hand-over creates a CRM ticket (subject, short summary, transcript, priority, contact, the
+conversation id) through the back office, tells the customer when a human will answer (the
+ticket's ``first_response_by``, i.e. the CRM's own promise for support hours 9:00–21:00 MSK), ends
+whatever flow was running and pauses the bot in this conversation (``ConversationPaused``) until a
+human resumes it. If the ticket cannot be created, the customer is told so and the bot stays on —
+a paused conversation nobody knows about would be worse than no hand-over.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import ConversationPaused, EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from ruamel.yaml import YAML
+
+from actions.backoffice_client import BackofficeError, Ticket, idempotency_key, mask_code
+from actions.common import backoffice, conversation_turns, end_flow_events, latest_intent, latest_text
+from engine.settings import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+MOSCOW = timezone(timedelta(hours=3))  # no DST since 2014
+TRANSCRIPT_TURNS = 60
+SUMMARY_LAST_MESSAGES = 3
+
+INSISTED_ON_HUMAN = "insisted_on_human"
+REPEATED_MISSES = "repeated_misses"
+HUMAN_DECISION = "human_decision"
+IRRITATION = "irritation"
+API_FAILURE = "api_failure"
+REASONS = (INSISTED_ON_HUMAN, REPEATED_MISSES, HUMAN_DECISION, IRRITATION, API_FAILURE)
+PRIORITIES = ("low", "normal", "high")
+
+
+@dataclass(frozen=True)
+class TicketRule:
+    subject: str
+    category: str
+    priority: str = "normal"
+    #: human_decision: a subject per reported reason (back-office refusal codes and the like)
+    subjects: Mapping[str, str] = field(default_factory=dict)
+
+    def subject_for(self, detail: Optional[str]) -> str:
+        return self.subjects.get(detail or "", self.subject)
+
+
+@dataclass(frozen=True)
+class EscalationRules:
+    tickets: Mapping[str, TicketRule]
+    clarify_first: bool = True
+    misses_in_a_row: int = 2
+    irritation_intents: Tuple[str, ...] = ("complaint",)
+    irritation_keywords: Tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, path: Optional[Path] = None) -> "EscalationRules":
+        path = path or PROJECT_ROOT / "escalation.yml"
+        data = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+        rules = data.get("rules") or {}
+        missing = [reason for reason in REASONS if reason not in rules]
+        if missing:
+            raise ValueError(f"{path}: rules {', '.join(missing)} are missing")
+        tickets: Dict[str, TicketRule] = {}
+        for reason in REASONS:
+            rule = rules[reason] or {}
+            priority = str(rule.get("priority", "normal"))
+            if priority not in PRIORITIES:
+                raise ValueError(f"{path}: {reason}.priority must be one of {PRIORITIES}, got {priority!r}")
+            subjects = {str(k): str(v) for k, v in (rule.get("subjects") or {}).items()}
+            subject = str(rule.get("subject") or next(iter(subjects.values()), reason))
+            tickets[reason] = TicketRule(subject, str(rule.get("category", reason)), priority, subjects)
+        misses = int(rules[REPEATED_MISSES].get("misses_in_a_row", 2))
+        if misses < 1:
+            raise ValueError(f"{path}: repeated_misses.misses_in_a_row must be >= 1")
+        irritation = rules[IRRITATION]
+        return cls(
+            tickets=tickets,
+            clarify_first=bool(rules[INSISTED_ON_HUMAN].get("clarify_first", True)),
+            misses_in_a_row=misses,
+            irritation_intents=tuple(irritation.get("intents") or ()),
+            irritation_keywords=tuple(str(k).lower() for k in irritation.get("keywords") or ()),
+        )
+
+    def is_irritated(self, intent: Optional[str], text: str) -> bool:
+        lowered = (text or "").lower()
+        return intent in self.irritation_intents or any(word in lowered for word in self.irritation_keywords)
+
+
+@lru_cache(maxsize=1)
+def escalation_rules() -> EscalationRules:
+    return EscalationRules.load()
+
+
+# --- the hand-over ----------------------------------------------------------------------------
+
+
+def summary_of(tracker: Tracker, reason: str, detail: Optional[str]) -> str:
+    """A few lines a human reads first: why, what the customer wanted, the flow's data, the last words."""
+    lines = [f"Причина передачи: {reason}" + (f" ({detail})" if detail else "")]
+    intent = latest_intent(tracker)
+    if intent:
+        lines.append(f"Последнее намерение: {intent}")
+    known = []
+    for slot, label in (("order_id", "заказ"), ("inn", "ИНН"), ("brand", "бренд"), ("email", "e-mail"), ("phone", "телефон")):
+        value = tracker.get_slot(slot)
+        if value:
+            known.append(f"{label} {value}")
+    code = tracker.get_slot("certificate_code")
+    if code:
+        known.append(f"сертификат {mask_code(code)}")
+    if known:
+        lines.append("Данные: " + ", ".join(known))
+    last = [turn["text"] for turn in conversation_turns(tracker) if turn["sender"] == "customer"][-SUMMARY_LAST_MESSAGES:]
+    if last:
+        lines.append("Последние сообщения клиента: " + " / ".join(last))
+    return "\n".join(lines)
+
+
+def _contact(tracker: Tracker) -> Optional[str]:
+    return tracker.get_slot("email") or tracker.get_slot("phone")
+
+
+def _when_words(ticket: Ticket) -> Dict[str, str]:
+    due = ticket.first_response_by.astimezone(MOSCOW)
+    today = datetime.now(MOSCOW).date()
+    return {
+        "first_response_time": due.strftime("%H:%M"),
+        "first_response_day": "сегодня" if due.date() == today else "завтра",
+    }
+
+
+async def hand_over(
+    dispatcher: CollectingDispatcher,
+    tracker: Tracker,
+    reason: str,
+    *,
+    detail: Optional[str] = None,
+    rules: Optional[EscalationRules] = None,
+) -> List[EventType]:
+    """Ticket + the customer told when a human answers + the flow ended + the bot paused."""
+    rules = rules or escalation_rules()
+    rule = rules.tickets[reason]
+    message_id = (tracker.latest_message or {}).get("message_id") or str(len(tracker.events))
+    key = idempotency_key("handoff", tracker.sender_id, tracker.get_slot("order_id"), reason, message_id)
+    try:
+        async with backoffice() as api:
+            ticket = await api.create_ticket(
+                subject=rule.subject_for(detail),
+                summary=summary_of(tracker, reason, detail),
+                transcript=conversation_turns(tracker, TRANSCRIPT_TURNS) or "",
+                priority=rule.priority,
+                contact=_contact(tracker),
+                conversation_id=tracker.sender_id,
+                category=rule.category,
+                order_id=tracker.get_slot("order_id"),
+                idempotency_key=key,
+            )
+    except BackofficeError as error:
+        logger.error("hand-over (%s) failed: no ticket (%s)", reason, error.code)
+        dispatcher.utter_message(response="utter_handoff_failed")
+        return end_flow_events()
+    logger.info("hand-over (%s): ticket %s, conversation paused", reason, ticket.id)
+    response = "utter_handoff_online" if ticket.staff_online else "utter_handoff_offline"
+    dispatcher.utter_message(response=response, ticket_id=str(ticket.id), **_when_words(ticket))
+    return [
+        *end_flow_events(),
+        SlotSet("human_requested", None),
+        SlotSet("miss_streak", None),
+        SlotSet("handoff_ticket_id", str(ticket.id)),
+        ConversationPaused(),
+    ]
+
+
+# --- misses in a row --------------------------------------------------------------------------
+
+
+def previous_miss_streak(tracker: Tracker) -> int:
+    """The miss streak the previous customer turn ended with (0 if that turn was understood).
+
+    Each miss records ``miss_streak``; a turn that was understood records nothing, so a streak
+    only counts when it was set after the customer's previous message."""
+    seen_latest_user = False
+    for event in reversed(tracker.events):
+        kind = event.get("event")
+        if kind == "user":
+            if seen_latest_user:
+                return 0
+            seen_latest_user = True
+        elif seen_latest_user and kind == "slot" and event.get("name") == "miss_streak":
+            return int(event.get("value") or 0)
+    return 0
+
+
+async def register_miss(
+    dispatcher: CollectingDispatcher, tracker: Tracker, clarify: Optional[Dict[str, Any]] = None
+) -> List[EventType]:
+    """One more turn not understood: clarify (``clarify`` = the utter_message kwargs), or hand
+    over when this is the ``misses_in_a_row``-th miss in a row."""
+    rules = escalation_rules()
+    streak = previous_miss_streak(tracker) + 1
+    if streak >= rules.misses_in_a_row:
+        dispatcher.utter_message(response="utter_repeated_misses")
+        return await hand_over(dispatcher, tracker, REPEATED_MISSES, rules=rules)
+    dispatcher.utter_message(**(clarify or {"response": "utter_default"}))
+    return [SlotSet("miss_streak", float(streak))]
