@@ -1,0 +1,87 @@
+"""Runs the assistant stack (`python -m engine.stack --skip-train`) on free loopback ports for tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, List
+
+from tests.backoffice_process import PROJECT_ROOT, free_port
+
+
+@dataclass
+class RunningStack:
+    rasa_port: int
+    action_port: int
+    backoffice_port: int
+    database: Path
+    process: subprocess.Popen
+    output: List[str] = field(default_factory=list)
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def post(self, path: str, payload: Any) -> Any:
+        request = urllib.request.Request(
+            self.rasa_url + path, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.rasa_url + path, timeout=60) as response:
+            return json.loads(response.read())
+
+    def say(self, sender: str, text: str) -> List[dict]:
+        return self.post("/webhooks/rest/webhook", {"sender": sender, "message": text})
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "".join(self.output[-lines:])
+
+
+@contextmanager
+def running_stack(trained_model: str, directory: Path) -> Iterator[RunningStack]:
+    """The whole stack on its demo back office (a fresh SQLite file in ``directory``); stopped
+    with Ctrl-C (SIGINT) when the block ends."""
+    stack = RunningStack(free_port(), free_port(), free_port(), directory / "backoffice.db", None)  # type: ignore[arg-type]
+    env = {
+        **os.environ,
+        "RASA_PORT": str(stack.rasa_port),
+        "ACTION_SERVER_PORT": str(stack.action_port),
+        "BACKOFFICE_PORT": str(stack.backoffice_port),
+        "BACKOFFICE_DATABASE_URL": f"sqlite:///{stack.database}",
+        "STACK_HOST": "127.0.0.1",
+        "STACK_PUBLIC_HOST": "127.0.0.1",
+        "RASA_MODELS_DIR": str(Path(trained_model).parent),
+    }
+    stack.process = subprocess.Popen(
+        [sys.executable, "-m", "engine.stack", "--skip-train"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    # Drain the stack's output in the background so a full pipe never blocks the servers.
+    reader = threading.Thread(target=lambda: stack.output.extend(iter(stack.process.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not any("The assistant is running" in line for line in stack.output):
+            assert stack.process.poll() is None, stack.log_tail()
+            assert time.monotonic() < deadline, stack.log_tail()
+            time.sleep(0.5)
+        yield stack
+    finally:
+        stack.process.send_signal(signal.SIGINT)
+        try:
+            stack.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stack.process.kill()
+            stack.process.wait()

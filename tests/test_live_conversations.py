@@ -1,0 +1,87 @@
+"""The demo cases of backoffice/DEMO.md through the REST channel of the running stack: the real
+Rasa server (trained model), the real action server and the real back office on a fresh demo
+database. Each conversation of tests/data/live_conversations.yml must get the replies the
+handbook prescribes, end handed over (paused, with its CRM ticket) or not, and afterwards the
+database must hold exactly the refunds and resends that should exist."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.stack_process import RunningStack, running_stack
+
+pytestmark = pytest.mark.slow
+
+CASES = YAML(typ="safe").load(Path("tests/data/live_conversations.yml").read_text(encoding="utf-8"))
+CONVERSATIONS: List[Dict[str, Any]] = CASES["conversations"]
+
+
+@pytest.fixture(scope="module")
+def stack(trained_model, tmp_path_factory) -> Iterator[RunningStack]:
+    with running_stack(trained_model, tmp_path_factory.mktemp("live-stack")) as running:
+        yield running
+
+
+def query(stack: RunningStack, sql: str, *args: Any) -> List[tuple]:
+    with sqlite3.connect(stack.database) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def sender_of(index: int) -> str:
+    return f"live-{index:02d}"
+
+
+@pytest.mark.parametrize("index", range(len(CONVERSATIONS)), ids=[c["name"] for c in CONVERSATIONS])
+def test_demo_conversation(stack: RunningStack, index: int):
+    conversation = CONVERSATIONS[index]
+    sender = sender_of(index)
+    transcript: List[str] = []
+    for turn in conversation["turns"]:
+        replies = stack.say(sender, str(turn["user"]))
+        said = " | ".join(reply.get("text", "") for reply in replies).replace("\u00a0", " ")  # money has no-break spaces
+        transcript.append(f"> {turn['user']}\n< {said}")
+        expected = turn.get("bot") or []
+        if not expected:
+            assert not replies, "\n".join(transcript)
+        for fragment in expected:
+            assert str(fragment) in said, "\n".join(transcript) + f"\n(expected «{fragment}»)\n" + stack.log_tail()
+
+    tracker = stack.get(f"/conversations/{sender}/tracker")
+    assert tracker["paused"] is conversation["paused"], "\n".join(transcript)
+    categories = sorted(row[0] for row in query(stack, "SELECT category FROM tickets WHERE conversation_id = ?", sender))
+    assert categories == sorted(conversation["tickets"]), "\n".join(transcript)
+    if conversation["tickets"]:
+        summary, stored = query(stack, "SELECT summary, transcript FROM tickets WHERE conversation_id = ?", sender)[0]
+        turns = json.loads(stored)
+        assert summary and turns[0] == {"sender": "customer", "text": str(conversation["turns"][0]["user"])}
+
+
+def test_database_holds_exactly_the_expected_refunds_and_resends(stack: RunningStack):
+    expected = CASES["database"]
+    refunded = sorted(row[0] for row in query(stack, "SELECT order_id FROM refunds"))
+    assert refunded == sorted(expected["refunds"])
+    for order_id, count in expected["resends"].items():
+        assert query(stack, "SELECT COUNT(*) FROM resend_log WHERE order_id = ?", order_id)[0][0] == count, order_id
+    assert query(stack, "SELECT COUNT(*) FROM resend_log")[0][0] == sum(expected["resends"].values())
+    # a PIN never reaches the CRM: the answer to the PIN question is masked in the transcript
+    customer_texts = [turn["text"] for (stored,) in query(stack, "SELECT transcript FROM tickets")
+                      for turn in json.loads(stored or "[]") if turn["sender"] == "customer"]
+    assert "****" in customer_texts and "1010" not in customer_texts
+
+
+def test_a_handed_over_conversation_is_silent_until_resumed(stack: RunningStack):
+    handed_over = next(i for i, c in enumerate(CONVERSATIONS) if c["paused"])
+    sender = sender_of(handed_over)
+    assert stack.say(sender, "здравствуйте") == []
+    # a human (or the operator console) gives the conversation back to the bot
+    stack.post(f"/conversations/{sender}/tracker/events", {"event": "resume"})
+    replies = stack.say(sender, "здравствуйте")
+    assert any("Здравствуйте" in reply.get("text", "") for reply in replies), replies
+    # the customer's messages while paused were kept
+    texts = [e.get("text") for e in stack.get(f"/conversations/{sender}/tracker")["events"] if e["event"] == "user"]
+    assert texts.count("здравствуйте") == 2
