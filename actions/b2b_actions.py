@@ -42,7 +42,8 @@ _INVOICE = re.compile(r"(?i)сч[её]т\w*\s*(?:№|n|no|номер)?\s*([\w\-/
 
 
 def documents_in(text: str) -> List[str]:
-    lowered = (text or "").lower()
+    # «счёт № 123» names the invoice the documents are for, not a request for an invoice
+    lowered = _INVOICE.sub(" ", text or "").lower()
     found: List[str] = []
     for stem, document in DOCUMENTS:
         if stem in lowered and document not in found:

@@ -56,6 +56,9 @@ PAYMENT_METHOD_WORDS = {
 }
 DEFAULT_PAYMENT_WORDS = "тем же способом, которым оплачивали"
 
+#: intents whose message is never read as the answer to a form's question
+NOT_ANSWERS = ("request_human", "complaint", "cancel")
+
 #: how many wrong answers (buyer check, PIN) a flow accepts before it stops
 MAX_ATTEMPTS = 3
 
@@ -125,8 +128,10 @@ def answers_slot(tracker: Tracker, slot: str, *, on_activation: bool = False) ->
     (or, with ``on_activation``, the message that started the form).
 
     A form also runs its validation when it resumes after a digression; the digression's text
-    («а сколько он действует?») has been answered by then and is not an answer to the form."""
-    if replied_since_latest_message(tracker):
+    («а сколько он действует?») has been answered by then and is not an answer to the form.
+    Neither is a request for a human, a complaint or «отмена», whatever digits it holds: the form
+    extracts nothing from it and the policies handle it."""
+    if replied_since_latest_message(tracker) or latest_intent(tracker) in NOT_ANSWERS:
         return False
     requested = tracker.get_slot(REQUESTED_SLOT)
     return requested == slot or (on_activation and requested is None)

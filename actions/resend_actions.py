@@ -61,7 +61,7 @@ class ValidateResendForm(OrderFormValidation):
                 return {"resend_address": ""}  # «на другой» or an address we cannot read
             return {}
         # «перешлите на новую почту new@mail.ru, заказ 40817263» — the address comes first
-        if answers_slot(tracker, "order_id", on_activation=True) and tracker.get_slot("order_id") is None:
+        if answers_slot(tracker, "order_id", on_activation=True):
             address = find_value(text, "email")
             return {"resend_address": address} if address else {}
         return {}
