@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from ruamel.yaml import YAML
 
+from engine.handoff import resume_conversation
 from tests.stack_process import RunningStack, running_stack
 
 pytestmark = pytest.mark.slow
@@ -79,7 +80,7 @@ def test_a_handed_over_conversation_is_silent_until_resumed(stack: RunningStack)
     sender = sender_of(handed_over)
     assert stack.say(sender, "здравствуйте") == []
     # a human (or the operator console) gives the conversation back to the bot
-    stack.post(f"/conversations/{sender}/tracker/events", {"event": "resume"})
+    assert resume_conversation(stack.rasa_url, sender)
     replies = stack.say(sender, "здравствуйте")
     assert any("Здравствуйте" in reply.get("text", "") for reply in replies), replies
     # the customer's messages while paused were kept
