@@ -1,4 +1,5 @@
-"""Asking for a human, complaints, turns not understood, and moving between flows (resume / cancel)."""
+"""Asking for a human, complaints, and moving between flows (resume / cancel). Turns not understood
+go to the knowledge base first (actions/knowledge_actions.py)."""
 from __future__ import annotations
 
 from typing import Any, Dict, List, Text
@@ -7,8 +8,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import active_form, end_flow_events, latest_intent, latest_text
-from actions.escalation import INSISTED_ON_HUMAN, IRRITATION, escalation_rules, hand_over, register_miss
+from actions.common import active_form, end_flow_events
+from actions.escalation import INSISTED_ON_HUMAN, IRRITATION, escalation_rules, hand_over
 
 
 class ActionRequestHuman(Action):
@@ -42,23 +43,6 @@ class ActionHandoff(Action):
     ) -> List[EventType]:
         dispatcher.utter_message(response="utter_complaint")
         return await hand_over(dispatcher, tracker, IRRITATION)
-
-
-class ActionHandleMiss(Action):
-    """The NLU did not understand the message: ask to rephrase; the second miss in a row (or a
-    threat the NLU missed) goes to a human."""
-
-    def name(self) -> Text:
-        return "action_handle_miss"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
-    ) -> List[EventType]:
-        rules = escalation_rules()
-        if rules.is_irritated(latest_intent(tracker), latest_text(tracker)):
-            dispatcher.utter_message(response="utter_complaint")
-            return await hand_over(dispatcher, tracker, IRRITATION, rules=rules)
-        return await register_miss(dispatcher, tracker)
 
 
 class ActionResumeFlow(Action):

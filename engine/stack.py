@@ -1,5 +1,6 @@
 """Runs the assistant stack on embedded defaults: trains the model if it is missing or stale,
-starts the reference back office (demo database), the action server and the Rasa server
+brings the knowledge-base index up to date (embedded Qdrant in .qdrant/), starts the reference
+back office (demo database), the action server and the Rasa server
 (REST + socket.io), prints where to talk to it and stops everything on Ctrl-C.
 
     python -m engine.stack            (scripts/run.sh does the set-up first, then this)
@@ -34,6 +35,13 @@ def train_if_stale(settings: StackSettings) -> None:
         cwd=PROJECT_ROOT,
         check=True,
     )
+
+
+def ingest_knowledge_base() -> None:
+    """`python -m rag ingest` embeds only the articles that changed since the last run, so the
+    action server starts on an index in sync with data/kb (and the first question is not slow)."""
+    print("• Indexing the knowledge base (only what changed)…", flush=True)
+    subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=PROJECT_ROOT, check=True)
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:
@@ -155,6 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     settings = StackSettings.from_env()
     if not args.skip_train:
         train_if_stale(settings)
+    ingest_knowledge_base()
     stack = Stack(settings)
     signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     try:

@@ -63,6 +63,7 @@ def running_stack(trained_model: str, directory: Path) -> Iterator[RunningStack]
         "STACK_HOST": "127.0.0.1",
         "STACK_PUBLIC_HOST": "127.0.0.1",
         "RASA_MODELS_DIR": str(Path(trained_model).parent),
+        "RAG_QDRANT_PATH": str(directory / "qdrant"),
     }
     stack.process = subprocess.Popen(
         [sys.executable, "-m", "engine.stack", "--skip-train"],

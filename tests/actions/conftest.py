@@ -11,7 +11,9 @@ kind of tracker with the digression's events when a form resumes (``action_resum
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import json
 import re
 import threading
@@ -29,7 +31,7 @@ import pytest
 from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import b2b_actions, certificate_actions, handoff_actions, refund_actions, resend_actions
+import actions
 from actions.common import action_settings, entity_formats
 from nlu.entity_patterns import find_entities
 from tests.backoffice_process import PROJECT_ROOT, free_port, running_backoffice
@@ -37,8 +39,10 @@ from tests.backoffice_process import PROJECT_ROOT, free_port, running_backoffice
 TOKEN = "flow-actions-test-token"
 ACTION_LISTEN = "action_listen"
 REQUESTED_SLOT = "requested_slot"
-#: every action of the assistant, by name
-ACTION_MODULES = (b2b_actions, certificate_actions, handoff_actions, refund_actions, resend_actions)
+#: every module of the actions package, as the action server finds them
+ACTION_MODULES = tuple(
+    importlib.import_module(f"actions.{info.name}") for info in pkgutil.iter_modules(actions.__path__)
+)
 
 
 def _all_actions() -> Dict[str, type]:

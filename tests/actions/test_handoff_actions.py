@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from actions.handoff_actions import (
     ActionCancelFlow,
-    ActionHandleMiss,
     ActionHandoff,
     ActionRequestHuman,
     ActionResumeFlow,
@@ -89,42 +88,6 @@ async def test_asking_for_a_human_inside_a_form_is_not_read_as_an_answer(backoff
     assert turn.rejected and turn.messages == [] and conv.slots["pin"] is None
     turn = await conv.run(ActionRequestHuman())
     assert turn.responses == ["utter_request_human_clarify_in_flow"]
-
-
-async def test_two_misses_in_a_row_go_to_a_human(backoffice, conversation) -> None:
-    conv = conversation()
-    conv.user("бла-бла кракозябра", intent="nlu_fallback")
-    first = await conv.run(ActionHandleMiss())
-    assert first.responses == ["utter_default"] and first.slots() == {"miss_streak": 1.0}
-    assert not paused(first)
-
-    conv.user("ну вы поняли", intent="nlu_fallback")
-    second = await conv.run(ActionHandleMiss())
-    assert second.responses[0] == "utter_repeated_misses" and second.responses[1] in HANDOFF
-    assert paused(second) and conv.slots["miss_streak"] is None
-    (ticket,) = backoffice.tickets(conv.sender_id)
-    assert ticket["category"] == "not_understood" and ticket["subject"] == "Ассистент дважды не понял клиента"
-
-
-async def test_a_miss_after_an_understood_turn_starts_again(backoffice, conversation) -> None:
-    conv = conversation()
-    conv.user("кракозябра", intent="nlu_fallback")
-    assert (await conv.run(ActionHandleMiss())).slots() == {"miss_streak": 1.0}
-    conv.user("здравствуйте", intent="greet")
-    await conv.utter("utter_greet")
-    conv.user("ещё кракозябра", intent="out_of_scope")
-    again = await conv.run(ActionHandleMiss())
-    assert again.responses == ["utter_default"] and again.slots() == {"miss_streak": 1.0}
-    assert backoffice.tickets(conv.sender_id) == []
-
-
-async def test_a_threat_the_nlu_missed_is_handed_over_as_irritation(backoffice, conversation) -> None:
-    conv = conversation()
-    conv.user("если не вернёте деньги, подам в суд", intent="nlu_fallback")
-    turn = await conv.run(ActionHandleMiss())
-    assert turn.responses[0] == "utter_complaint" and turn.responses[1] in HANDOFF and paused(turn)
-    (ticket,) = backoffice.tickets(conv.sender_id)
-    assert ticket["priority"] == "high" and ticket["category"] == "complaint"
 
 
 async def test_the_ticket_transcript_masks_the_pin(backoffice, conversation) -> None:

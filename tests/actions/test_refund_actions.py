@@ -277,7 +277,7 @@ async def test_a_resumed_form_does_not_read_the_digression_as_an_answer(backoffi
     await start_refund(conv)
     await conv.say("40817263")
     conv.user("а если я напишу ivan@mail.ru, это безопасно?", intent="knowledge_question")
-    await conv.utter("utter_knowledge_question")
+    await conv.utter("utter_kb_no_answer")
     resumed = await conv.run(ActionResumeFlow())
     assert resumed.events == [{"event": "followup", "timestamp": None, "name": "refund_form"}]
     turn = await conv.resume()
@@ -298,7 +298,7 @@ async def test_validation_reads_a_fresh_answer(backoffice, make_tracker, domain,
 
 async def test_validation_does_not_reread_an_answered_digression(backoffice, make_tracker, domain) -> None:
     known = {"order_id": "40817263", "order_info": {"order_id": "40817263", "amount": "3000"}}
-    digression = [{"event": "action", "name": "utter_knowledge_question"},
+    digression = [{"event": "action", "name": "action_answer_question"},
                   {"event": "bot", "text": "Хороший вопрос."},
                   {"event": "action", "name": "action_resume_flow"},
                   {"event": "followup", "name": "refund_form"}]

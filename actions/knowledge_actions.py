@@ -1,0 +1,81 @@
+"""Questions no scenario covers, answered from the knowledge base (the RAG fallback, ``rag/``).
+
+``knowledge_question``, messages the NLU did not understand (``nlu_fallback``) and questions asked
+in the middle of a form come here. A confident answer is given with its source article; a close
+but unsure match gets one clarifying question naming the closest articles; nothing found is a
+miss. A clarification and a miss both count towards escalation rule 2 (two in a row → a human),
+and a message with a threat or clear irritation goes to a human at once (rule 4).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.common import latest_intent, latest_text
+from actions.escalation import IRRITATION, escalation_rules, hand_over, register_miss
+from rag.service import KnowledgeService
+
+logger = logging.getLogger(__name__)
+
+ANSWERED, CLARIFY = "answered", "clarify"
+
+_service: Optional[KnowledgeService] = None
+_service_lock = threading.Lock()
+
+
+def knowledge_service() -> KnowledgeService:
+    """One service per action-server process: it holds the encoder and the embedded Qdrant
+    folder (which only one process may open), built on first use."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = KnowledgeService.from_settings()
+        return _service
+
+
+def set_knowledge_service(service: Optional[KnowledgeService]) -> None:
+    """Use ``service`` from now on (another configuration, or None to build from settings again)."""
+    global _service
+    with _service_lock:
+        _service = service
+
+
+class ActionAnswerQuestion(Action):
+    def name(self) -> Text:
+        return "action_answer_question"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        rules = escalation_rules()
+        question = latest_text(tracker).strip()
+        intent = latest_intent(tracker)
+        if rules.is_irritated(intent, question):
+            dispatcher.utter_message(response="utter_complaint")
+            return await hand_over(dispatcher, tracker, IRRITATION, rules=rules)
+        no_answer = {"response": "utter_kb_no_answer" if intent == "knowledge_question" else "utter_default"}
+        if not question or question.startswith("/"):  # an empty message or a bare button payload
+            return await register_miss(dispatcher, tracker, no_answer)
+        try:
+            # retrieval is CPU work: keep the action server's event loop free meanwhile
+            result = await asyncio.get_running_loop().run_in_executor(None, knowledge_service().answer, question)
+        except Exception:  # the knowledge base is a fallback: its failure must not end the conversation
+            logger.exception("knowledge base unavailable; treating the question as not answered")
+            return await register_miss(dispatcher, tracker, no_answer)
+        logger.info(
+            "knowledge base: %s (article %s, confidence %.3f, %.0f ms)",
+            result.status, result.article_id or "-", result.score, result.seconds * 1000,
+        )
+        if result.status == ANSWERED:
+            dispatcher.utter_message(response="utter_kb_answer", answer=result.text, source=result.source_title or "")
+            return []
+        if result.status == CLARIFY and result.candidates:
+            topics = " или ".join(f"«{title}»" for title in result.candidates[:2])
+            return await register_miss(dispatcher, tracker, {"response": "utter_kb_clarify", "topics": topics})
+        return await register_miss(dispatcher, tracker, no_answer)
