@@ -9,15 +9,16 @@ and a message with a threat or clear irritation goes to a human at once (rule 4)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.common import latest_intent, latest_text
+from actions.common import as_mapping, latest_intent, latest_text
 from actions.escalation import IRRITATION, escalation_rules, hand_over, register_miss
 from rag.service import KnowledgeService
 
@@ -60,22 +61,49 @@ class ActionAnswerQuestion(Action):
             dispatcher.utter_message(response="utter_complaint")
             return await hand_over(dispatcher, tracker, IRRITATION, rules=rules)
         no_answer = {"response": "utter_kb_no_answer" if intent == "knowledge_question" else "utter_default"}
-        if not question or question.startswith("/"):  # an empty message or a bare button payload
+        chosen = chosen_article(tracker)
+        pending = as_mapping(tracker.get_slot("kb_clarify"))
+        if chosen and pending.get("question"):
+            # the customer picked one of the articles a clarifying question offered
+            call = functools.partial(knowledge_service().answer_from, pending["question"], chosen)
+        elif not question or question.startswith("/"):  # an empty message or a bare button payload
             return await register_miss(dispatcher, tracker, no_answer)
+        else:
+            call = functools.partial(knowledge_service().answer, question)
         try:
             # retrieval is CPU work: keep the action server's event loop free meanwhile
-            result = await asyncio.get_running_loop().run_in_executor(None, knowledge_service().answer, question)
+            result = await asyncio.get_running_loop().run_in_executor(None, call)
         except Exception:  # the knowledge base is a fallback: its failure must not end the conversation
             logger.exception("knowledge base unavailable; treating the question as not answered")
-            return await register_miss(dispatcher, tracker, no_answer)
+            return [*await register_miss(dispatcher, tracker, no_answer), *forget(pending)]
         logger.info(
             "knowledge base: %s (article %s, confidence %.3f, %.0f ms)",
             result.status, result.article_id or "-", result.score, result.seconds * 1000,
         )
         if result.status == ANSWERED:
             dispatcher.utter_message(response="utter_kb_answer", answer=result.text, source=result.source_title or "")
-            return []
+            return forget(pending)
         if result.status == CLARIFY and result.candidates:
-            topics = " или ".join(f"«{title}»" for title in result.candidates[:2])
-            return await register_miss(dispatcher, tracker, {"response": "utter_kb_clarify", "topics": topics})
-        return await register_miss(dispatcher, tracker, no_answer)
+            topics = " или ".join(f"«{title}»" for title in result.candidates)
+            # each closest article is a quick reply: a click answers from that article
+            buttons = [
+                {"title": title, "payload": f'/knowledge_question{{"kb_article": "{article_id}"}}'}
+                for title, article_id in zip(result.candidates, result.candidate_ids)
+            ]
+            clarify = {"response": "utter_kb_clarify", "topics": topics, "buttons": buttons}
+            events = await register_miss(dispatcher, tracker, clarify)
+            return [*events, SlotSet("kb_clarify", {"question": result.masked_question})]
+        return [*await register_miss(dispatcher, tracker, no_answer), *forget(pending)]
+
+
+def forget(pending: Any) -> List[EventType]:
+    """Clear the question a clarification was about, if there is one."""
+    return [SlotSet("kb_clarify", None)] if pending else []
+
+
+def chosen_article(tracker: Tracker) -> Optional[str]:
+    """The article id a clarifying question's quick reply carries, if this message is one."""
+    for entity in (tracker.latest_message or {}).get("entities") or []:
+        if entity.get("entity") == "kb_article" and entity.get("value"):
+            return str(entity["value"])
+    return None

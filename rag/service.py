@@ -80,6 +80,8 @@ class RagResult:
     #: the question as used (personal data masked)
     masked_question: str = ""
     seconds: float = 0.0
+    #: ids of the articles of ``candidates``, same order (what a clarifying question offers to pick)
+    candidate_ids: Tuple[str, ...] = ()
 
     def as_dict(self) -> Dict[str, Any]:
         """JSON-friendly form (passages reduced to article id, heading and score)."""
@@ -220,12 +222,29 @@ class KnowledgeService:
                 NO_ANSWER, NO_ANSWER_TEXT, top.title if top else None, top.article_id if top else None,
                 retrieval.confidence, retrieval.hits, None, False, candidates, masked_question=masked,
             )
-        result = replace(result, seconds=time.perf_counter() - started)
+        result = replace(
+            result, seconds=time.perf_counter() - started,
+            candidate_ids=tuple(article.article_id for article in retrieval.articles[:2]),
+        )
         logger.info(
             "RAG %s (confidence %.3f, article %s, answerer %s, %.0f ms): %s",
             result.status, result.score, result.article_id, result.answerer, result.seconds * 1000, masked,
         )
         return result
+
+    def answer_from(self, question: str, article_id: str) -> RagResult:
+        """The answer from ``article_id`` — the article the customer chose after a clarifying
+        question about ``question``. No answer when that article is not among the ones retrieved
+        for the question (a stale button): nothing is stated that the retrieval did not find."""
+        started = time.perf_counter()
+        masked = self.masker.mask(question or "").strip()
+        retrieval = self.retriever.retrieve(masked) if masked else None
+        chosen = next((a for a in retrieval.articles if a.article_id == article_id), None) if retrieval else None
+        if chosen is None:
+            return RagResult(NO_ANSWER, NO_ANSWER_TEXT, None, None, 0.0, masked_question=masked)
+        others = tuple(a for a in retrieval.articles if a.article_id != article_id)
+        result = self._answered(masked, replace(retrieval, articles=(chosen, *others)))
+        return replace(result, seconds=time.perf_counter() - started)
 
     async def answer_async(self, question: str) -> RagResult:
         """``answer`` in a worker thread, for async callers (the Rasa action server)."""

@@ -67,7 +67,29 @@ async def test_an_unsure_match_gets_a_clarifying_question_and_counts_as_a_miss(b
     conv.user(KB_QUESTION, intent="knowledge_question")
     turn = await conv.run(ActionAnswerQuestion())
     assert turn.responses == ["utter_kb_clarify"] and "«Можно ли вернуть деньги за сертификат»" in turn.messages[0]["topics"]
-    assert turn.slots() == {"miss_streak": 1.0}
+    assert turn.slots() == {"miss_streak": 1.0, "kb_clarify": {"question": KB_QUESTION}}
+    first = turn.messages[0]["buttons"][0]
+    assert first == {"title": "Можно ли вернуть деньги за сертификат",
+                     "payload": '/knowledge_question{"kb_article": "refund-conditions"}'}
+
+    # the customer clicks the quick reply: the answer comes from that article, the streak ends
+    conv.user(first["payload"], intent="knowledge_question",
+              entities=[{"entity": "kb_article", "value": "refund-conditions"}])
+    picked = await conv.run(ActionAnswerQuestion())
+    assert picked.responses == ["utter_kb_answer"]
+    assert picked.messages[0]["answer"].endswith("Подробнее: «Можно ли вернуть деньги за сертификат».")
+    assert picked.slots() == {"kb_clarify": None} and not paused(picked)
+
+
+async def test_a_stale_quick_reply_is_not_answered_from_an_unrelated_article(backoffice, conversation, knowledge) -> None:
+    knowledge(answer=1.01, clarify=0.0)
+    conv = conversation()
+    conv.user(KB_QUESTION, intent="knowledge_question")
+    await conv.run(ActionAnswerQuestion())
+    conv.user('/knowledge_question{"kb_article": "no-such-article"}', intent="knowledge_question",
+              entities=[{"entity": "kb_article", "value": "no-such-article"}])
+    turn = await conv.run(ActionAnswerQuestion())
+    assert turn.responses == ["utter_kb_no_answer"] or turn.responses[0] == "utter_repeated_misses"
 
 
 async def test_two_misses_in_a_row_go_to_a_human(backoffice, conversation, knowledge) -> None:

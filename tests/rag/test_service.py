@@ -119,3 +119,16 @@ def test_from_settings_is_lazy_and_syncs_the_kb_on_first_use(tmp_path):
     again = KnowledgeService.from_settings(settings).warm_up()  # on disk: nothing to embed again
     assert again.last_sync.unchanged == again.last_sync.chunks and not again.last_sync.changed
     again.close()
+
+
+def test_answer_from_the_article_the_customer_picked(fixture_settings, retriever, confidence):
+    service = _service(fixture_settings, retriever, confidence + 0.05, confidence - 0.05)
+    clarified = service.answer(QUESTION)
+    assert clarified.status == CLARIFY and clarified.candidate_ids[0] == "refund-conditions"
+    assert len(clarified.candidate_ids) == len(clarified.candidates)
+    second = clarified.candidate_ids[-1]
+    picked = service.answer_from(clarified.masked_question, second)
+    assert picked.status == ANSWERED and picked.article_id == second
+    assert picked.text.endswith(f"Подробнее: «{clarified.candidates[-1]}».")
+    # an article the retrieval did not find for this question is never answered from
+    assert service.answer_from(QUESTION, "no-such-article").status == NO_ANSWER
