@@ -41,7 +41,11 @@ def ingest_knowledge_base() -> None:
     """`python -m rag ingest` embeds only the articles that changed since the last run, so the
     action server starts on an index in sync with data/kb (and the first question is not slow)."""
     print("• Indexing the knowledge base (only what changed)…", flush=True)
-    subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=PROJECT_ROOT, check=True)
+    done = subprocess.run([sys.executable, "-m", "rag", "ingest"], cwd=PROJECT_ROOT)
+    if done.returncode != 0:
+        # the scenarios work without it; the action server retries the sync on the first question
+        print(f"✗ Indexing the knowledge base failed (exit code {done.returncode}): knowledge questions "
+              "will be answered once the index can be built (see the error above).", flush=True)
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:

@@ -75,7 +75,9 @@ def running_stack(trained_model: str, directory: Path) -> Iterator[RunningStack]
     try:
         deadline = time.monotonic() + 300
         while not any("The assistant is running" in line for line in stack.output):
-            assert stack.process.poll() is None, stack.log_tail()
+            if stack.process.poll() is not None:
+                reader.join(timeout=10)  # whatever the stack printed before it died
+                raise AssertionError(f"the stack exited with {stack.process.returncode}:\n{stack.log_tail(80)}")
             assert time.monotonic() < deadline, stack.log_tail()
             time.sleep(0.5)
         yield stack
