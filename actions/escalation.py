@@ -22,7 +22,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from ruamel.yaml import YAML
 
 from actions.backoffice_client import BackofficeError, Ticket, idempotency_key, mask_code
-from actions.common import backoffice, conversation_turns, end_flow_events, latest_intent, latest_text
+from actions.common import backoffice, conversation_turns, end_flow_events, latest_intent
 from engine.settings import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)

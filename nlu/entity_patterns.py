@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Iterable, List, Mapping, Optional
 
 # Cyrillic letters that look like Latin ones, as customers type them on a Russian keyboard.
 _LOOKALIKES = str.maketrans(

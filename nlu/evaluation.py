@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import os
-import statistics
 import tempfile
 import time
 from collections import Counter

@@ -15,7 +15,6 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Deque, Dict, Iterator, List
 
-import httpx
 import pytest
 
 from tests.backoffice_process import free_port, running_backoffice
