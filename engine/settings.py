@@ -17,6 +17,7 @@ class StackSettings:
     rasa_port: int = 5005
     action_port: int = 5055
     backoffice_port: int = 8000
+    webchat_port: int = 8080
     models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
     startup_timeout_seconds: int = 300
 
@@ -28,6 +29,7 @@ class StackSettings:
             rasa_port=env_int(os.environ, "RASA_PORT", cls.rasa_port),
             action_port=env_int(os.environ, "ACTION_SERVER_PORT", cls.action_port),
             backoffice_port=env_int(os.environ, "BACKOFFICE_PORT", cls.backoffice_port),
+            webchat_port=env_int(os.environ, "WEBCHAT_PORT", cls.webchat_port),
             models_dir=Path(os.environ.get("RASA_MODELS_DIR", str(PROJECT_ROOT / "models"))),
             startup_timeout_seconds=env_int(os.environ, "STACK_STARTUP_TIMEOUT", cls.startup_timeout_seconds),
         )
@@ -39,6 +41,10 @@ class StackSettings:
     @property
     def action_url(self) -> str:
         return f"http://{self.public_host}:{self.action_port}"
+
+    @property
+    def webchat_url(self) -> str:
+        return f"http://{self.public_host}:{self.webchat_port}"
 
     @property
     def backoffice_url(self) -> str:

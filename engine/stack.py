@@ -108,7 +108,13 @@ class Stack:
                 "--endpoints", str(runtime_endpoints(s)),
             ],
         )
+        webchat = self._start(
+            "web chat",
+            [sys.executable, "-m", "webchat", "serve", "--host", s.host, "--port", str(s.webchat_port),
+             "--rasa-url", s.rasa_url],
+        )
         _wait_until_up(f"{s.backoffice_url}/health", backoffice, s.startup_timeout_seconds)
+        _wait_until_up(f"{s.webchat_url}/health", webchat, s.startup_timeout_seconds)
         _wait_until_up(f"{s.action_url}/health", actions, s.startup_timeout_seconds)
         _wait_until_up(f"{s.rasa_url}/status", rasa, s.startup_timeout_seconds)
 
@@ -146,6 +152,7 @@ def print_banner(settings: StackSettings) -> None:
     print(
         f"""
 ✓ The assistant is running.
+  Web chat:    {s.webchat_url}/   (open it in a browser)
   REST:        curl -s -X POST {s.rasa_url}/webhooks/rest/webhook \\
                  -H 'Content-Type: application/json' \\
                  -d '{{"sender": "me", "message": "хочу вернуть деньги за заказ 40817263"}}'

@@ -25,6 +25,7 @@ class RunningStack:
     database: Path
     process: subprocess.Popen
     output: List[str] = field(default_factory=list)
+    webchat_port: int = 0
 
     @property
     def rasa_url(self) -> str:
@@ -53,12 +54,14 @@ class RunningStack:
 def running_stack(trained_model: str, directory: Path) -> Iterator[RunningStack]:
     """The whole stack on its demo back office (a fresh SQLite file in ``directory``); stopped
     with Ctrl-C (SIGINT) when the block ends."""
-    stack = RunningStack(free_port(), free_port(), free_port(), directory / "backoffice.db", None)  # type: ignore[arg-type]
+    stack = RunningStack(free_port(), free_port(), free_port(), directory / "backoffice.db", None,  # type: ignore[arg-type]
+                         webchat_port=free_port())
     env = {
         **os.environ,
         "RASA_PORT": str(stack.rasa_port),
         "ACTION_SERVER_PORT": str(stack.action_port),
         "BACKOFFICE_PORT": str(stack.backoffice_port),
+        "WEBCHAT_PORT": str(stack.webchat_port),
         "BACKOFFICE_DATABASE_URL": f"sqlite:///{stack.database}",
         "STACK_HOST": "127.0.0.1",
         "STACK_PUBLIC_HOST": "127.0.0.1",

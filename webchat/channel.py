@@ -1,0 +1,91 @@
+"""Rasa 3.6's socket.io input channel, fixed for python-socketio >= 5.10.
+
+Rasa 3.6 calls ``sio.enter_room(...)`` without ``await``; since python-socketio 5.10 that method is
+a coroutine on the async server, so with ``session_persistence: true`` the socket never joins the
+room of its session and the bot's answers (emitted to that room) never reach the browser
+(RasaHQ/rasa#13027). Its ``send_custom_json`` also spreads the custom payload into ``emit``'s
+keyword arguments. This drop-in channel (same name, same options, same events) fixes both.
+Use it in credentials.yml instead of ``socketio:``::
+
+    webchat.channel.SocketIOInput:
+      user_message_evt: user_uttered
+      bot_message_evt: bot_uttered
+      session_persistence: true
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import uuid
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+from rasa.core.channels import socketio as rasa_socketio
+from rasa.core.channels.channel import UserMessage
+from sanic import Blueprint
+
+logger = logging.getLogger(__name__)
+
+
+async def _maybe_await(result: Any) -> Any:
+    """python-socketio < 5.10 returns None from enter_room, newer versions a coroutine."""
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+class SocketIOOutput(rasa_socketio.SocketIOOutput):
+    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
+        """The custom payload as the event's data (Rasa 3.6 passed its keys to ``emit`` as arguments)."""
+        await self.sio.emit(self.bot_message_evt, json_message, room=recipient_id)
+
+
+class SocketIOInput(rasa_socketio.SocketIOInput):
+    """Rasa's ``socketio`` channel whose ``session_request`` really joins the session's room."""
+
+    def get_output_channel(self) -> Optional[rasa_socketio.OutputChannel]:
+        if self.sio is None:
+            return super().get_output_channel()
+        return SocketIOOutput(self.sio, self.bot_message_evt)
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        socketio_webhook = super().blueprint(on_new_message)
+        sio = self.sio
+        assert sio is not None
+
+        # Registering a handler again replaces Rasa's for the same event and namespace.
+        @sio.on("session_request", namespace=self.namespace)
+        async def session_request(sid: Text, data: Optional[Dict]) -> None:
+            data = data if isinstance(data, dict) else {}
+            if not data.get("session_id"):
+                data["session_id"] = uuid.uuid4().hex
+            session_id = str(data["session_id"])
+            if self.session_persistence:
+                await _maybe_await(sio.enter_room(sid, session_id, namespace=self.namespace))
+            await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
+            logger.debug(f"Socket {sid} joined session {session_id}.")
+
+        @sio.on(self.user_message_evt, namespace=self.namespace)
+        async def handle_message(sid: Text, data: Dict) -> None:
+            data = data if isinstance(data, dict) else {}
+            if self.session_persistence:
+                if not data.get("session_id"):
+                    logger.warning("A socket.io message without a session_id was ignored (send session_request first).")
+                    return
+                sender_id = str(data["session_id"])
+            else:
+                sender_id = sid
+            metadata = data.get(self.metadata_key, {})
+            if isinstance(metadata, str):
+                metadata = json.loads(metadata)
+            await on_new_message(
+                UserMessage(
+                    data.get("message", ""),
+                    SocketIOOutput(sio, self.bot_message_evt),
+                    sender_id,
+                    input_channel=self.name(),
+                    metadata=metadata,
+                )
+            )
+
+        return socketio_webhook
