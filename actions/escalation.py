@@ -124,6 +124,37 @@ def summary_of(tracker: Tracker, reason: str, detail: Optional[str]) -> str:
     return "\n".join(lines)
 
 
+def handoff_marker(tracker: Tracker, ticket_id: str, reason: str, detail: Optional[str]) -> Dict[str, Any]:
+    """``{"handoff": {ticket_id, reason, summary: {intent, slots, last_messages, ...}, transcript}}``:
+    what the channel hands to the operators' queue (the certificate code masked, no PIN)."""
+    slots: Dict[str, Any] = {}
+    for slot in ("order_id", "inn", "brand", "email", "phone"):
+        value = tracker.get_slot(slot)
+        if value:
+            slots[slot] = value
+    code = tracker.get_slot("certificate_code")
+    if code:
+        slots["certificate_code"] = mask_code(code)
+    turns = conversation_turns(tracker, TRANSCRIPT_TURNS)
+    last = [turn["text"] for turn in turns if turn["sender"] == "customer"][-SUMMARY_LAST_MESSAGES:]
+    summary: Dict[str, Any] = {
+        "intent": latest_intent(tracker),
+        "slots": slots,
+        "last_messages": last,
+        "reason": reason,
+    }
+    if detail:
+        summary["detail"] = detail
+    return {
+        "handoff": {
+            "ticket_id": ticket_id,
+            "reason": reason,
+            "summary": summary,
+            "transcript": [{"sender": t["sender"], "text": t["text"]} for t in turns],
+        }
+    }
+
+
 def _contact(tracker: Tracker) -> Optional[str]:
     return tracker.get_slot("email") or tracker.get_slot("phone")
 
@@ -170,6 +201,9 @@ async def hand_over(
     logger.info("hand-over (%s): ticket %s, conversation paused", reason, ticket.id)
     response = "utter_handoff_online" if ticket.staff_online else "utter_handoff_offline"
     dispatcher.utter_message(response=response, ticket_id=str(ticket.id), **_when_words(ticket))
+    # the machine-readable marker: the socket.io channel (webchat/channel.py) intercepts it and
+    # puts the conversation into the operators' queue (handoff.HandoffService.hand_over)
+    dispatcher.utter_message(json_message=handoff_marker(tracker, str(ticket.id), reason, detail))
     return [
         *end_flow_events(),
         SlotSet("human_requested", None),

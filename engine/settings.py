@@ -18,6 +18,7 @@ class StackSettings:
     action_port: int = 5055
     backoffice_port: int = 8000
     webchat_port: int = 8080
+    console_port: int = 8090
     models_dir: Path = field(default_factory=lambda: PROJECT_ROOT / "models")
     startup_timeout_seconds: int = 300
 
@@ -30,6 +31,7 @@ class StackSettings:
             action_port=env_int(os.environ, "ACTION_SERVER_PORT", cls.action_port),
             backoffice_port=env_int(os.environ, "BACKOFFICE_PORT", cls.backoffice_port),
             webchat_port=env_int(os.environ, "WEBCHAT_PORT", cls.webchat_port),
+            console_port=env_int(os.environ, "HANDOFF_CONSOLE_PORT", cls.console_port),
             models_dir=Path(os.environ.get("RASA_MODELS_DIR", str(PROJECT_ROOT / "models"))),
             startup_timeout_seconds=env_int(os.environ, "STACK_STARTUP_TIMEOUT", cls.startup_timeout_seconds),
         )
@@ -45,6 +47,10 @@ class StackSettings:
     @property
     def webchat_url(self) -> str:
         return f"http://{self.public_host}:{self.webchat_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.public_host}:{self.console_port}"
 
     @property
     def backoffice_url(self) -> str:

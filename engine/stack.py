@@ -107,6 +107,13 @@ class Stack:
                 "--credentials", "credentials.yml",
                 "--endpoints", str(runtime_endpoints(s)),
             ],
+            # the socket.io channel resumes a conversation an operator returns through this API
+            env={**os.environ, "RASA_SELF_URL": f"http://127.0.0.1:{s.rasa_port}"},
+        )
+        console = self._start(
+            "operator console",
+            [sys.executable, "-m", "handoff.console", "serve", "--host", s.host, "--port", str(s.console_port),
+             "--rasa-url", s.rasa_url],
         )
         webchat = self._start(
             "web chat",
@@ -115,6 +122,7 @@ class Stack:
         )
         _wait_until_up(f"{s.backoffice_url}/health", backoffice, s.startup_timeout_seconds)
         _wait_until_up(f"{s.webchat_url}/health", webchat, s.startup_timeout_seconds)
+        _wait_until_up(f"{s.console_url}/health", console, s.startup_timeout_seconds)
         _wait_until_up(f"{s.action_url}/health", actions, s.startup_timeout_seconds)
         _wait_until_up(f"{s.rasa_url}/status", rasa, s.startup_timeout_seconds)
 
@@ -153,6 +161,7 @@ def print_banner(settings: StackSettings) -> None:
         f"""
 ✓ The assistant is running.
   Web chat:    {s.webchat_url}/   (open it in a browser)
+  Operators:   {s.console_url}/   (token: HANDOFF_OPERATOR_TOKEN, default dev-operator-token)
   REST:        curl -s -X POST {s.rasa_url}/webhooks/rest/webhook \\
                  -H 'Content-Type: application/json' \\
                  -d '{{"sender": "me", "message": "хочу вернуть деньги за заказ 40817263"}}'

@@ -43,9 +43,9 @@ class HandoffSettings:
     database_url: str = DEFAULT_DATABASE_URL
     operator_token: str = DEFAULT_OPERATOR_TOKEN
     modes_file: Path = DEFAULT_MODES_FILE
-    #: for the operator console (next step)
+    #: where the operator console listens (python -m handoff.console serve)
     host: str = "127.0.0.1"
-    port: int = 8010
+    port: int = 8090
     #: how many of the customer's last messages the hand-over summary keeps
     summary_last_messages: int = 3
 
@@ -54,12 +54,12 @@ class HandoffSettings:
         """``HANDOFF_DATABASE_URL`` (any SQLAlchemy URL; the default is ``handoff.db`` in the
         project root), ``HANDOFF_OPERATOR_TOKEN``, ``HANDOFF_MODES_FILE`` (default ``copilot.yml``
         in the project root; a relative path is taken from the project root), ``HANDOFF_HOST``,
-        ``HANDOFF_PORT``, ``HANDOFF_SUMMARY_LAST_MESSAGES``."""
+        ``HANDOFF_CONSOLE_PORT``, ``HANDOFF_SUMMARY_LAST_MESSAGES``."""
         return cls(
             database_url=_env_str("HANDOFF_DATABASE_URL", DEFAULT_DATABASE_URL),
             operator_token=_env_str("HANDOFF_OPERATOR_TOKEN", DEFAULT_OPERATOR_TOKEN),
             modes_file=_env_path("HANDOFF_MODES_FILE", DEFAULT_MODES_FILE),
             host=_env_str("HANDOFF_HOST", cls.host),
-            port=_env_int("HANDOFF_PORT", cls.port, minimum=0),
+            port=_env_int("HANDOFF_CONSOLE_PORT", cls.port, minimum=0),
             summary_last_messages=_env_int("HANDOFF_SUMMARY_LAST_MESSAGES", cls.summary_last_messages, minimum=1),
         )

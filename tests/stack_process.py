@@ -62,6 +62,8 @@ def running_stack(trained_model: str, directory: Path) -> Iterator[RunningStack]
         "ACTION_SERVER_PORT": str(stack.action_port),
         "BACKOFFICE_PORT": str(stack.backoffice_port),
         "WEBCHAT_PORT": str(stack.webchat_port),
+        "HANDOFF_CONSOLE_PORT": str(free_port()),
+        "HANDOFF_DATABASE_URL": f"sqlite:///{directory / 'handoff.db'}",
         "BACKOFFICE_DATABASE_URL": f"sqlite:///{stack.database}",
         "STACK_HOST": "127.0.0.1",
         "STACK_PUBLIC_HOST": "127.0.0.1",

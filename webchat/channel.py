@@ -11,20 +11,98 @@ Use it in credentials.yml instead of ``socketio:``::
       user_message_evt: user_uttered
       bot_message_evt: bot_uttered
       session_persistence: true
+
+It is also the bot's side of the human hand-over (``handoff``): the ``{"handoff": ...}`` custom
+payload of ``actions.escalation.hand_over`` is intercepted (never sent to the browser) and puts the
+conversation into the operators' queue; a customer message of a conversation that is waiting or
+with an operator is stored for the operator and NOT passed to Rasa; every bot message goes out
+only if :meth:`HandoffService.record_bot_message` allows it; and a background task delivers the
+operators' replies to the session's room (``bot_uttered`` with ``metadata.from = "operator"``) and,
+when an operator gives the conversation back, resumes Rasa (``RASA_SELF_URL``, default
+http://127.0.0.1:5005) and lets the bot greet the customer again.
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
+import os
+import threading
+import urllib.error
+import urllib.request
 import uuid
-from typing import Any, Awaitable, Callable, Dict, Optional, Text
+from typing import Any, Awaitable, Callable, Dict, Optional, Set, Text
+from urllib.parse import quote
 
 from rasa.core.channels import socketio as rasa_socketio
 from rasa.core.channels.channel import UserMessage
 from sanic import Blueprint
 
 logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+GREETING = "Снова с вами ассистент. Чем ещё помочь?"
+CLOSED_TEXT = "Оператор завершил диалог. Если понадобится помощь — просто напишите."
+OPERATOR_METADATA = {"from": "operator"}
+
+
+# --- the hand-over service (one per process, built lazily) -------------------------------------
+
+_service_lock = threading.Lock()
+_service: Any = None
+
+
+def handoff_service() -> Any:
+    """The process's :class:`handoff.machine.HandoffService` (from ``HandoffSettings.from_env()``)."""
+    global _service
+    if _service is None:
+        with _service_lock:
+            if _service is None:
+                from handoff.machine import HandoffService
+                from handoff.settings import HandoffSettings
+
+                _service = HandoffService.from_settings(HandoffSettings.from_env())
+    return _service
+
+
+def set_handoff_service(service: Any) -> None:
+    """Use ``service`` in this process (tests)."""
+    global _service
+    _service = service
+
+
+async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A (synchronous SQLAlchemy) service call in a worker thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, lambda: function(*args, **kwargs))
+
+
+def rasa_self_url() -> str:
+    return (os.environ.get("RASA_SELF_URL") or "http://127.0.0.1:5005").rstrip("/")
+
+
+def _post_json(url: str, payload: Any, timeout: float = 30.0) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _text_of(message: Dict[Text, Any]) -> str:
+    """What the hand-over transcript stores for a bot message (buttons / images / custom as text)."""
+    text = message.get("text")
+    if text:
+        return str(text)
+    if message.get("image"):
+        return f"[image] {message['image']}"
+    if message.get("custom") is not None:
+        return "[custom] " + json.dumps(message["custom"], ensure_ascii=False)[:1000]
+    if message.get("attachment"):
+        return f"[attachment] {message['attachment']}"
+    return json.dumps({k: v for k, v in message.items() if v}, ensure_ascii=False, default=str)[:1000] or "[empty]"
 
 
 async def _maybe_await(result: Any) -> Any:
@@ -34,14 +112,151 @@ async def _maybe_await(result: Any) -> Any:
     return result
 
 
+def handoff_payload(message: Dict[Text, Any]) -> Optional[Dict[str, Any]]:
+    custom = message.get("custom")
+    if isinstance(custom, dict) and isinstance(custom.get("handoff"), dict):
+        return custom["handoff"]
+    return None
+
+
 class SocketIOOutput(rasa_socketio.SocketIOOutput):
+    """Sends a bot message only when the bot owns the conversation; intercepts the hand-over marker."""
+
+    async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
+        marker = handoff_payload(message)
+        if marker is not None:
+            await self._hand_over(recipient_id, marker)
+            return
+        try:
+            gate = await _call(handoff_service().record_bot_message, recipient_id, _text_of(message))
+        except Exception:  # the hand-off database is down: the bot must still answer
+            logger.exception("hand-off guard failed for %s; the bot message goes out unguarded", recipient_id)
+        else:
+            if not gate:
+                logger.info("bot message to %s held back: the conversation is %s", recipient_id, gate.state.value)
+                return
+        await super().send_response(recipient_id, message)
+
+    async def _hand_over(self, recipient_id: Text, marker: Dict[str, Any]) -> None:
+        service = handoff_service()
+        summary = marker.get("summary")
+        if isinstance(summary, dict) and marker.get("reason"):
+            summary = {**summary, "reason": summary.get("reason") or marker["reason"]}
+        try:
+            await _call(
+                service.hand_over,
+                recipient_id,
+                marker.get("ticket_id"),
+                summary,
+                marker.get("transcript"),
+                reason=marker.get("reason"),
+            )
+        except Exception:
+            logger.exception("conversation %s could not be put into the operators' queue", recipient_id)
+
     async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
         """The custom payload as the event's data (Rasa 3.6 passed its keys to ``emit`` as arguments)."""
         await self.sio.emit(self.bot_message_evt, json_message, room=recipient_id)
 
 
+class OperatorRelay:
+    """Delivers operator replies (and acts on ``returned`` / ``closed``) for the sessions of this
+    process, polling :meth:`HandoffService.pending_operator_messages`."""
+
+    def __init__(self, sio: Any, bot_message_evt: Text, namespace: Optional[Text], output_channel: Text = "socketio") -> None:
+        self.sio = sio
+        self.bot_message_evt = bot_message_evt
+        self.namespace = namespace
+        self.output_channel = output_channel
+        self.sessions: Set[str] = set()
+        self.task: Optional[asyncio.Task] = None
+
+    def watch(self, session_id: str) -> None:
+        self.sessions.add(session_id)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("delivering operator messages failed")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def poll_once(self) -> None:
+        service = handoff_service()
+        for session_id in list(self.sessions):
+            pending = await _call(service.pending_operator_messages, session_id)
+            for message in pending:
+                await self.deliver(session_id, message)
+
+    async def _emit(self, session_id: str, data: Dict[str, Any]) -> None:
+        await self.sio.emit(self.bot_message_evt, data, room=session_id, namespace=self.namespace)
+
+    async def deliver(self, session_id: str, message: Any) -> None:
+        service = handoff_service()
+        if message.sender == "operator":
+            await self._emit(session_id, {"text": message.text, "metadata": dict(OPERATOR_METADATA)})
+            await _call(service.mark_delivered, [message.id])
+            return
+        await _call(service.mark_delivered, [message.id])
+        if message.text == "returned":
+            await self.resume(session_id, greet=True)
+        elif message.text == "closed":
+            await self._emit(session_id, {"text": CLOSED_TEXT, "metadata": {"from": "system"}})
+            await self.resume(session_id, greet=False)
+
+    async def resume(self, session_id: str, *, greet: bool) -> None:
+        """Resume Rasa in the conversation; greet the customer back (the ``greet`` intent, or a
+        fixed line when that does not work)."""
+        base = f"{rasa_self_url()}/conversations/{quote(session_id, safe='')}"
+        from engine.handoff import RESUME_EVENTS
+
+        try:
+            await _call(_post_json, f"{base}/tracker/events", RESUME_EVENTS)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            logger.error("could not resume Rasa in %s: %s", session_id, error)
+        if not greet:
+            return
+        try:
+            result = await _call(
+                _post_json, f"{base}/trigger_intent?output_channel={quote(self.output_channel)}", {"name": "greet"}
+            )
+            if result and result.get("messages") is not None:
+                return  # the greeting went out through the output channel (and its guard)
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            logger.warning("greet intent in %s failed (%s): a fixed greeting instead", session_id, error)
+        gate = await _call(handoff_service().record_bot_message, session_id, GREETING)
+        if gate:
+            await self._emit(session_id, {"text": GREETING})
+
+
 class SocketIOInput(rasa_socketio.SocketIOInput):
     """Rasa's ``socketio`` channel whose ``session_request`` really joins the session's room."""
+
+    relay: Optional[OperatorRelay] = None
+
+    def _relay(self) -> OperatorRelay:
+        if self.relay is None:
+            self.relay = OperatorRelay(self.sio, self.bot_message_evt, self.namespace, self.name())
+        return self.relay
+
+    async def route(self, sender_id: str, text: str) -> bool:
+        """Store the customer line in the hand-off core; → whether Rasa gets it (False while the
+        conversation is waiting for / with an operator)."""
+        from handoff.machine import Route
+
+        if not text or not text.strip():
+            return True
+        try:
+            route = await _call(handoff_service().customer_message, sender_id, text[:4000])
+        except Exception:  # the hand-off database is down: the bot must still answer
+            logger.exception("hand-off routing failed for %s; the message goes to the bot", sender_id)
+            return True
+        return route is not Route.OPERATOR
 
     def get_output_channel(self) -> Optional[rasa_socketio.OutputChannel]:
         if self.sio is None:
@@ -63,6 +278,8 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
             if self.session_persistence:
                 await _maybe_await(sio.enter_room(sid, session_id, namespace=self.namespace))
             await sio.emit("session_confirm", session_id, room=sid, namespace=self.namespace)
+            if self.session_persistence:
+                self._relay().watch(session_id)
             logger.debug(f"Socket {sid} joined session {session_id}.")
 
         @sio.on(self.user_message_evt, namespace=self.namespace)
@@ -78,6 +295,12 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
             metadata = data.get(self.metadata_key, {})
             if isinstance(metadata, str):
                 metadata = json.loads(metadata)
+            text = data.get("message", "")
+            if self.session_persistence:
+                self._relay().watch(sender_id)
+            if not await self.route(sender_id, text):
+                logger.debug("message of %s kept for the operator (not passed to Rasa)", sender_id)
+                return
             await on_new_message(
                 UserMessage(
                     data.get("message", ""),

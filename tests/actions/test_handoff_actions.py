@@ -26,12 +26,14 @@ async def test_request_human_clarifies_first_then_hands_over(backoffice, convers
 
     conv.user("оператора!", intent="request_human")
     second = await conv.run(ActionRequestHuman())
-    (response,) = second.responses
+    response, marker = second.responses
+    assert marker is None  # the machine-readable hand-over marker for the channel, no reply template
     assert response in HANDOFF and paused(second) and conv.paused
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["category"] == "human_request" and ticket["priority"] == "normal"
     assert ticket["subject"] == "Клиент просит живого сотрудника" and ticket["conversation_id"] == conv.sender_id
     assert second.messages[0]["ticket_id"] == str(ticket["id"])
+    assert second.messages[1]["custom"]["handoff"]["ticket_id"] == str(ticket["id"])
     if response == "utter_handoff_online":
         assert ticket["staff_online"] is True
     assert conv.slots["handoff_ticket_id"] == str(ticket["id"]) and conv.slots["human_requested"] is None

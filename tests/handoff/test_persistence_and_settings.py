@@ -43,7 +43,7 @@ def test_from_settings_creates_the_tables(tmp_path: Path):
 
 
 def test_settings_defaults(monkeypatch):
-    for name in ("HANDOFF_DATABASE_URL", "HANDOFF_OPERATOR_TOKEN", "HANDOFF_MODES_FILE", "HANDOFF_PORT"):
+    for name in ("HANDOFF_DATABASE_URL", "HANDOFF_OPERATOR_TOKEN", "HANDOFF_MODES_FILE", "HANDOFF_CONSOLE_PORT"):
         monkeypatch.delenv(name, raising=False)
     settings = HandoffSettings.from_env()
     assert settings.database_url == f"sqlite:///{PROJECT_ROOT / 'handoff.db'}"
@@ -55,7 +55,7 @@ def test_settings_from_env(monkeypatch, tmp_path: Path):
     monkeypatch.setenv("HANDOFF_DATABASE_URL", "postgresql://h@db/handoff")
     monkeypatch.setenv("HANDOFF_OPERATOR_TOKEN", " secret ")
     monkeypatch.setenv("HANDOFF_MODES_FILE", "config/modes.yml")
-    monkeypatch.setenv("HANDOFF_PORT", "9001")
+    monkeypatch.setenv("HANDOFF_CONSOLE_PORT", "9001")
     settings = HandoffSettings.from_env()
     assert settings.database_url == "postgresql://h@db/handoff"
     assert settings.operator_token == "secret"
@@ -63,6 +63,6 @@ def test_settings_from_env(monkeypatch, tmp_path: Path):
     assert settings.port == 9001
     monkeypatch.setenv("HANDOFF_MODES_FILE", str(tmp_path / "m.yml"))
     assert HandoffSettings.from_env().modes_file == tmp_path / "m.yml"
-    monkeypatch.setenv("HANDOFF_PORT", "x")
-    with pytest.raises(ValueError, match="HANDOFF_PORT"):
+    monkeypatch.setenv("HANDOFF_CONSOLE_PORT", "x")
+    with pytest.raises(ValueError, match="HANDOFF_CONSOLE_PORT"):
         HandoffSettings.from_env()

@@ -48,7 +48,9 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# module scope: Playwright's sync API keeps an event loop running in this thread while it is
+# open, which would stop the next modules' own event loops (sanic's test client, asyncio tests)
+@pytest.fixture(scope="module")
 def browser(chromium_path: str):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the `playwright` package (test extra) is missing")
     with sync_api.sync_playwright() as playwright:
@@ -66,3 +68,15 @@ def artifacts_dir() -> Path:
     """Screenshots of the tests: test-artifacts/webchat/ in the project (git-ignored)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def handoff_store(tmp_path):
+    """The channel's hand-over store in a throw-away SQLite file (never the project's handoff.db)."""
+    from handoff.machine import HandoffService
+    from handoff.settings import HandoffSettings
+    from webchat.channel import set_handoff_service
+
+    set_handoff_service(HandoffService.from_settings(HandoffSettings(database_url=f"sqlite:///{tmp_path / 'handoff.db'}")))
+    yield
+    set_handoff_service(None)
