@@ -26,6 +26,8 @@ class RunningStack:
     process: subprocess.Popen
     output: List[str] = field(default_factory=list)
     webchat_port: int = 0
+    console_port: int = 0
+    handoff_database: Path = Path("handoff.db")
 
     @property
     def rasa_url(self) -> str:
@@ -55,15 +57,16 @@ def running_stack(trained_model: str, directory: Path) -> Iterator[RunningStack]
     """The whole stack on its demo back office (a fresh SQLite file in ``directory``); stopped
     with Ctrl-C (SIGINT) when the block ends."""
     stack = RunningStack(free_port(), free_port(), free_port(), directory / "backoffice.db", None,  # type: ignore[arg-type]
-                         webchat_port=free_port())
+                         webchat_port=free_port(), console_port=free_port(),
+                         handoff_database=directory / "handoff.db")
     env = {
         **os.environ,
         "RASA_PORT": str(stack.rasa_port),
         "ACTION_SERVER_PORT": str(stack.action_port),
         "BACKOFFICE_PORT": str(stack.backoffice_port),
         "WEBCHAT_PORT": str(stack.webchat_port),
-        "HANDOFF_CONSOLE_PORT": str(free_port()),
-        "HANDOFF_DATABASE_URL": f"sqlite:///{directory / 'handoff.db'}",
+        "HANDOFF_CONSOLE_PORT": str(stack.console_port),
+        "HANDOFF_DATABASE_URL": f"sqlite:///{stack.handoff_database}",
         "BACKOFFICE_DATABASE_URL": f"sqlite:///{stack.database}",
         "STACK_HOST": "127.0.0.1",
         "STACK_PUBLIC_HOST": "127.0.0.1",

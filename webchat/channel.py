@@ -170,6 +170,8 @@ class OperatorRelay:
         self.output_channel = output_channel
         self.sessions: Set[str] = set()
         self.task: Optional[asyncio.Task] = None
+        # one delivery at a time: the poller and a customer's message may flush the same session
+        self.lock = asyncio.Lock()
 
     def watch(self, session_id: str) -> None:
         self.sessions.add(session_id)
@@ -187,9 +189,13 @@ class OperatorRelay:
             await asyncio.sleep(POLL_SECONDS)
 
     async def poll_once(self) -> None:
-        service = handoff_service()
         for session_id in list(self.sessions):
-            pending = await _call(service.pending_operator_messages, session_id)
+            await self.flush(session_id)
+
+    async def flush(self, session_id: str) -> None:
+        """Deliver what is pending for one session (operator lines, a return to the bot)."""
+        async with self.lock:
+            pending = await _call(handoff_service().pending_operator_messages, session_id)
             for message in pending:
                 await self.deliver(session_id, message)
 
@@ -256,7 +262,15 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
         except Exception:  # the hand-off database is down: the bot must still answer
             logger.exception("hand-off routing failed for %s; the message goes to the bot", sender_id)
             return True
-        return route is not Route.OPERATOR
+        if route is Route.OPERATOR:
+            return False
+        try:
+            # an operator may have just returned the conversation: Rasa must be resumed before
+            # this message reaches it, not at the relay's next poll
+            await self._relay().flush(sender_id)
+        except Exception:
+            logger.exception("delivering pending hand-off messages of %s failed", sender_id)
+        return True
 
     def get_output_channel(self) -> Optional[rasa_socketio.OutputChannel]:
         if self.sio is None:

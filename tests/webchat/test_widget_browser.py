@@ -8,10 +8,14 @@ import concurrent.futures
 import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from handoff.copilot import Copilot, CopilotModes
+from handoff.machine import HandoffService
+from handoff.settings import HandoffSettings
 from tests.stack_process import running_stack
 
 pytestmark = pytest.mark.slow
@@ -25,6 +29,8 @@ ANSWER_TIMEOUT_MS = 30_000
 class Chat:
     page_url: str
     rasa_url: str
+    console_url: str
+    handoff_database: Path
 
 
 async def _socketio_delivers_answers(rasa_url: str, timeout: float = 15.0) -> bool:
@@ -60,7 +66,8 @@ def _probe(rasa_url: str) -> bool:
 def chat(trained_model: str, tmp_path_factory) -> Iterator[Chat]:
     """The whole stack as the run command starts it; the widget is the stack's own web chat page."""
     with running_stack(trained_model, tmp_path_factory.mktemp("webchat-stack")) as stack:
-        yield Chat(f"http://127.0.0.1:{stack.webchat_port}", stack.rasa_url)
+        yield Chat(f"http://127.0.0.1:{stack.webchat_port}", stack.rasa_url,
+                   f"http://127.0.0.1:{stack.console_port}", stack.handoff_database)
 
 
 @pytest.fixture
@@ -174,3 +181,73 @@ def test_the_stacks_own_socketio_channel_delivers_answers(chat):
     # Rasa 3.6's built-in channel never joins the session's room with python-socketio >= 5.10
     # (RasaHQ/rasa#13027); credentials.yml names the fixed webchat.channel.SocketIOInput
     assert _probe(chat.rasa_url)
+
+
+def test_a_customer_is_handed_to_an_operator_who_answers_and_gives_the_conversation_back(browser, chat, artifacts_dir):
+    """The issue's end-to-end path: «позовите оператора» twice in the widget → the conversation is
+    in the console's queue → the operator takes it, asks the copilot for a draft, dislikes and
+    edits it, sends it → the customer sees it → the operator returns the conversation to the bot
+    → the bot answers again."""
+    customer_context = browser.new_context(locale="ru-RU", viewport={"width": 1100, "height": 820})
+    operator_context = browser.new_context(locale="ru-RU", viewport={"width": 1200, "height": 820})
+    customer, operator = customer_context.new_page(), operator_context.new_page()
+    errors: list = []
+    for page in (customer, operator):
+        page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        customer.goto(chat.page_url)
+        _open_widget(customer)
+        box = customer.get_by_label("Ваше сообщение")
+        box.fill("позовите оператора")
+        box.press("Enter")
+        expect(_bot(customer, "в чём вопрос")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        box.fill("нет, мне нужен живой человек")
+        box.press("Enter")
+        expect(_bot(customer, "обращение №")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        session_id = customer.evaluate("DarimWebchat.sessionId()")
+        # while nobody has taken it, the customer's words wait for the operator, the bot is silent
+        box.fill("у меня не пришёл сертификат на почту")
+        box.press("Enter")
+
+        operator.goto(chat.console_url)
+        operator.get_by_label("Имя оператора").fill("anna")
+        operator.get_by_label("Токен").fill("dev-operator-token")
+        operator.get_by_role("button", name="Войти").click()
+        item = operator.locator("#queue li").first
+        expect(item).to_contain_text("request_human", timeout=15_000)
+        item.click()
+        expect(operator.locator("#transcript")).to_contain_text("не пришёл сертификат", timeout=10_000)
+        operator.get_by_role("button", name="Взять").click()
+        expect(operator.locator("#conv-state")).to_have_text("у оператора")
+
+        operator.get_by_role("button", name="Черновик от ассистента").click()
+        expect(operator.locator("#draft")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        operator.get_by_title("Не нравится", exact=True).click()
+        operator.get_by_label("Текст черновика").fill("Здравствуйте, я Анна. Сейчас отправлю сертификат ещё раз.")
+        operator.get_by_role("button", name="Отправить черновик").click()
+        expect(operator.locator("#transcript li.operator").last).to_contain_text("я Анна")
+        expect(customer.locator(".dwc-msg-bot").filter(has_text="я Анна")).to_be_visible(timeout=15_000)
+        operator.screenshot(path=str(artifacts_dir / "10-operator-console.png"), full_page=True)
+        customer.screenshot(path=str(artifacts_dir / "11-customer-with-operator.png"))
+
+        operator.get_by_role("button", name="Вернуть боту").click()
+        expect(operator.locator("#conv-state")).to_have_text("у бота")
+        box.fill("сколько действует сертификат?")
+        box.press("Enter")
+        expect(_bot(customer, "Подробнее: «Сколько действует сертификат»")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        customer.screenshot(path=str(artifacts_dir / "12-customer-back-with-the-bot.png"))
+        assert errors == [], errors
+    finally:
+        customer_context.close()
+        operator_context.close()
+
+    # the copilot round trip is stored with its events
+    service = HandoffService.from_settings(HandoffSettings(database_url=f"sqlite:///{chat.handoff_database}"))
+
+    events = Copilot(service, CopilotModes.load()).events(session_id)
+    kinds = [event["kind"] for event in events]
+    assert "draft_shown" in kinds and "rated" in kinds and "sent" in kinds
+    rated = next(event for event in events if event["kind"] == "rated")
+    sent = next(event for event in events if event["kind"] == "sent")
+    assert rated["rating"] == "dislike" and sent["outcome"] == "edited" and sent["edit_distance"] > 0
+    assert service.conversation(session_id).state.value == "bot"
