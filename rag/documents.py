@@ -7,6 +7,8 @@ An article file looks like::
     title: Можно ли вернуть деньги за сертификат
     tags: [возврат, деньги]
     related: [refund-how-to]
+    questions:                      # optional: typical customer questions ("question aliases")
+      - Можно вернуть деньги за подарочный сертификат?
     ---
     The first paragraph: a short, direct answer.
 
@@ -19,6 +21,15 @@ Chunks follow the structure: the lead (text before the first heading) is one chu
 their label, emphasis marks are dropped. Each chunk has a stable id (article id + position) and a
 content hash that changes when its text or the encoder that embeds it changes, which is what
 makes re-ingestion incremental.
+
+The optional ``questions:`` of the front matter are *question aliases*: typical customer
+questions the article answers, as help centres list FAQ variants. Each becomes an extra chunk of
+the article (``kind == "question"``, position ``QUESTION_POSITION + n``, so its id does not move
+when the body is re-chunked) that the lexical (BM25) side of retrieval matches with question-like
+text; the dense search leaves alias chunks out (``rag.index``: on the calibration set, aliases
+in the dense search lowered recall, because short questions resemble every question). An alias
+chunk only helps to *find* the article: it is never shown as the answer (``is_question_chunk``;
+the answerers and the service take the reply from body chunks).
 """
 from __future__ import annotations
 
@@ -40,6 +51,11 @@ _HEADING_RE = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _LINK_RE = re.compile(r"!?\[([^\]]*)\]\(([^)\s]*)(?:\s+\"[^\"]*\")?\)")
 _EMPHASIS_RE = re.compile(r"(\*\*|__|(?<!\w)[*_](?=\S)|(?<=\S)[*_](?!\w)|`)")
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?…])\s+")
+#: chunk kinds: article text, or a question alias from the front matter
+BODY = "body"
+QUESTION = "question"
+#: positions of question-alias chunks start here (body chunks count from 0)
+QUESTION_POSITION = 1000
 
 
 class KnowledgeBaseError(ValueError):
@@ -54,6 +70,8 @@ class Article:
     tags: Tuple[str, ...] = ()
     related: Tuple[str, ...] = ()
     path: Optional[Path] = None
+    #: question aliases (front matter ``questions:``): typical customer questions it answers
+    questions: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,8 @@ class Chunk:
     position: int
     tags: Tuple[str, ...] = field(default=(), compare=False)
     links: Tuple[str, ...] = field(default=(), compare=False)
+    #: BODY (article text) or QUESTION (a question alias, never shown as an answer)
+    kind: str = BODY
 
     @property
     def id(self) -> str:
@@ -74,6 +94,8 @@ class Chunk:
     @property
     def embedding_text(self) -> str:
         """What the dense encoder sees: title, heading and tags give a section its context."""
+        if self.kind == QUESTION:
+            return f"{self.title}\n{self.text}"
         head = self.title + (f" — {self.heading}" if self.heading else "")
         if self.tags:
             head += f" ({', '.join(self.tags)})"
@@ -81,15 +103,18 @@ class Chunk:
 
     @property
     def sparse_text(self) -> str:
-        """What the lexical vector is built from (title, heading, tags and text)."""
+        """What the lexical vector is built from (title, heading, tags and text; an alias: its text)."""
+        if self.kind == QUESTION:
+            return self.text
         return " ".join([self.title, self.heading, " ".join(self.tags), self.text])
 
     def content_hash(self, signature: str) -> str:
         """sha256 of the normalised content and the embedding ``signature`` (encoder, weights)."""
-        content = "\x1f".join(
-            [signature, self.article_id, normalise(self.title), normalise(self.heading),
-             normalise(" ".join(self.tags)), normalise(self.text)]
-        )
+        parts = [signature, self.article_id, normalise(self.title), normalise(self.heading),
+                 normalise(" ".join(self.tags)), normalise(self.text)]
+        if self.kind != BODY:  # body hashes stay what they were before aliases existed
+            parts.append(self.kind)
+        content = "\x1f".join(parts)
         return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
@@ -119,7 +144,30 @@ def parse_article(text: str, path: Optional[Path] = None) -> Article:
         tags=_as_tuple(meta.get("tags")),
         related=_as_tuple(meta.get("related")),
         path=path,
+        questions=_questions(meta.get("questions"), where),
     )
+
+
+def _questions(value, where: str) -> Tuple[str, ...]:
+    """``questions:`` of the front matter: a list of strings (one string = one question)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+        raise KnowledgeBaseError(f"{where}: `questions` must be a list of strings")
+    seen, questions = set(), []
+    for item in value:
+        text = " ".join(item.split())
+        if text and normalise(text) not in seen:
+            seen.add(normalise(text))
+            questions.append(text)
+    return tuple(questions)
+
+
+def is_question_chunk(chunk) -> bool:
+    """True for a question-alias chunk (a Chunk, an index payload's Hit or anything with ``kind``)."""
+    return getattr(chunk, "kind", BODY) == QUESTION
 
 
 def _as_tuple(value) -> Tuple[str, ...]:
@@ -249,6 +297,10 @@ def chunk_article(article: Article, max_chars: int = 900, min_chars: int = 0) ->
             )
     if not chunks:  # an article with a title only still answers by its title
         chunks.append(Chunk(article.id, article.title, "", article.title, 0, article.tags, ()))
+    for number, question in enumerate(article.questions):
+        chunks.append(
+            Chunk(article.id, article.title, "", question, QUESTION_POSITION + number, article.tags, (), QUESTION)
+        )
     return chunks
 
 

@@ -30,6 +30,13 @@ DENSE = "dense"
 SPARSE = "sparse"
 
 
+# Question-alias chunks (payload kind "question") are matched lexically only: the dense search
+# and the dense prefetch of hybrid search leave them out (see rag.documents).
+DENSE_FILTER = models.Filter(
+    must_not=[models.FieldCondition(key="kind", match=models.MatchValue(value="question"))]
+)
+
+
 class IndexUnavailable(RuntimeError):
     """The index cannot be opened as configured (e.g. the embedded folder is locked)."""
 
@@ -176,11 +183,20 @@ class QdrantIndex:
 
     # --- reading ------------------------------------------------------------------------------
 
+    def get(self, ids: Sequence[str]) -> List[ScoredChunk]:
+        """The stored chunks with these ids (payload only, score 0; missing ids are skipped)."""
+        ids = list(ids)
+        if not ids or not self.collection_exists():
+            return []
+        with self._lock:
+            points = self._client.retrieve(self.collection, ids=ids, with_payload=True, with_vectors=False)
+        return [ScoredChunk(str(point.id), 0.0, point.payload or {}) for point in points]
+
     def search_dense(self, vector: np.ndarray, limit: int = 10, with_vectors: bool = False) -> List[ScoredChunk]:
         with self._lock:
             response = self._client.query_points(
                 self.collection, query=np.asarray(vector, dtype=np.float32).tolist(), using=DENSE,
-                limit=limit, with_payload=True, with_vectors=self._ask_vectors(with_vectors),
+                query_filter=DENSE_FILTER, limit=limit, with_payload=True, with_vectors=self._ask_vectors(with_vectors),
             )
         return self._results(response.points, with_vectors)
 
@@ -204,7 +220,10 @@ class QdrantIndex:
     ) -> List[ScoredChunk]:
         """Dense and sparse candidates fused by RRF, in one ``query_points`` call."""
         prefetch = [
-            models.Prefetch(query=np.asarray(dense, dtype=np.float32).tolist(), using=DENSE, limit=prefetch_limit)
+            models.Prefetch(
+                query=np.asarray(dense, dtype=np.float32).tolist(), using=DENSE, filter=DENSE_FILTER,
+                limit=prefetch_limit,
+            )
         ]
         if len(sparse):
             prefetch.append(models.Prefetch(query=_sparse(sparse), using=SPARSE, limit=prefetch_limit))

@@ -61,6 +61,7 @@ def chunk_payload(chunk: Chunk, content_hash: str) -> Dict[str, object]:
         "position": chunk.position,
         "tags": list(chunk.tags),
         "links": list(chunk.links),
+        "kind": chunk.kind,
         "hash": content_hash,
     }
 

@@ -50,6 +50,8 @@ class Hit:
     sparse_score: float = 0.0
     #: IDF-weighted share of the query terms found in the chunk, 0..1
     coverage: float = 0.0
+    #: "body" (article text) or "question" (a question alias: helps ranking, never the answer)
+    kind: str = "body"
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,24 @@ class Retriever:
         confidence = confidence_of(articles[0] if articles else None, self.sparse_weight)
         return Retrieval(query, mode, tuple(hits), articles, confidence, time.perf_counter() - started)
 
+    def article_lead(self, article_id: str) -> Optional[Hit]:
+        """The first body chunk (the lead) of ``article_id`` from the index, None when missing.
+
+        Used when an article was retrieved only through its question aliases, which are never
+        shown as an answer."""
+        from rag.documents import Chunk
+
+        chunk_id = Chunk(article_id, "", "", "", 0).id
+        for stored in self.index.get([chunk_id]):
+            payload = stored.payload
+            return Hit(
+                chunk_id=stored.id, article_id=str(payload.get("article_id", "")),
+                title=str(payload.get("title", "")), heading=str(payload.get("heading", "")),
+                text=str(payload.get("text", "")), score=0.0, position=int(payload.get("position", 0) or 0),
+                kind=str(payload.get("kind") or "body"),
+            )
+        return None
+
     def _hits(
         self, scored: Sequence[ScoredChunk], dense_query: Optional[np.ndarray], sparse_query: SparseVector
     ) -> List[Hit]:
@@ -188,7 +208,10 @@ class Retriever:
         for chunk in scored:
             payload = chunk.payload
             dense_score = None
-            if dense_query is not None and chunk.dense is not None:
+            if dense_query is not None and payload.get("kind") == "question":
+                # an alias is matched lexically; its cosine is no evidence the article answers
+                dense_score = 0.0
+            elif dense_query is not None and chunk.dense is not None:
                 dense_score = float(np.dot(dense_query, chunk.dense) / max(np.linalg.norm(chunk.dense), 1e-12))
             doc = chunk.sparse.as_dict() if chunk.sparse is not None else {}
             matched = [term for term in sparse_query.indices if term in doc]
@@ -206,6 +229,7 @@ class Retriever:
                     dense_score=dense_score,
                     sparse_score=float(bm25),
                     coverage=float(coverage),
+                    kind=str(payload.get("kind") or "body"),
                 )
             )
         return hits

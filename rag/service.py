@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from rag.answerers.base import Answer, Answerer, AnswererError
 from rag.answerers.extractive import ExtractiveAnswerer
+from rag.documents import is_question_chunk
 from rag.grounding import GroundingChecker, GroundingReport
 from rag.privacy import PiiMasker
 from rag.retriever import ArticleHit, Hit, Retrieval, Retriever
@@ -252,8 +253,16 @@ class KnowledgeService:
 
     def _answered(self, masked: str, retrieval: Retrieval) -> RagResult:
         top = retrieval.top
-        # the best article's chunks first: the answer comes from the article the decision is about
-        passages = tuple(top.hits) + tuple(h for h in retrieval.hits if h.article_id != top.article_id)
+        # the best article's chunks first: the answer comes from the article the decision is about.
+        # Question-alias chunks only find articles: replies are built from body chunks, and an
+        # article matched through its aliases alone answers with its lead.
+        own = tuple(h for h in top.hits if not is_question_chunk(h))
+        if not own:
+            lead = self.retriever.article_lead(top.article_id)
+            own = (lead,) if lead is not None else ()
+        passages = own + tuple(
+            h for h in retrieval.hits if h.article_id != top.article_id and not is_question_chunk(h)
+        )
         extractive = self._extractive.answer(masked, passages)
         answer: Answer = extractive
         fallback_reason = ""

@@ -67,6 +67,7 @@ def build_messages(question: str, passages: Sequence[Passage]) -> List[dict]:
 
 def prompt_passages(passages: Sequence[Passage], limit: int = 4) -> Tuple[Passage, ...]:
     """The passages a generator is shown: the best article's chunks first, then the next ones."""
+    passages = [p for p in passages if getattr(p, "kind", "body") != "question"]  # aliases are not content
     if not passages:
         return ()
     best = passages[0].article_id

@@ -5,6 +5,7 @@ It never states anything that is not in the knowledge base: the answer is the te
 The best article is the one of the first passage; among its passages the one most similar to
 the question is chosen (dense cosine, or lexical coverage without dense scores), preceded by the
 article's lead — its short direct answer — when that is another retrieved chunk and both fit.
+Question-alias chunks (``kind == "question"``) only help retrieval and are never the answer.
 """
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ class ExtractiveAnswerer:
         """The passages of the answer: [lead,] the passage of the best article closest to the question."""
         if not passages:
             return ()
-        article = [p for p in passages if p.article_id == passages[0].article_id]
+        article = [
+            p for p in passages if p.article_id == passages[0].article_id and getattr(p, "kind", "body") != "question"
+        ]
+        if not article:  # the best article matched only through its question aliases
+            return ()
         best = max(
             article,
             key=lambda p: (p.dense_score if p.dense_score is not None else p.coverage, -article.index(p)),
