@@ -5,25 +5,20 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from engine.env import env_int, env_raw
+from engine.settings import PROJECT_ROOT
+
 DEFAULT_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'handoff.db'}"
 DEFAULT_OPERATOR_TOKEN = "dev-operator-token"
 DEFAULT_MODES_FILE = PROJECT_ROOT / "copilot.yml"
 
 
 def _env_str(name: str, default: str) -> str:
-    raw = os.environ.get(name)
-    return default if raw is None or raw.strip() == "" else raw.strip()
+    return env_raw(os.environ, name) or default
 
 
 def _env_int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as error:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+    value = env_int(os.environ, name, default)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -31,10 +26,10 @@ def _env_int(name: str, default: int, minimum: int = 0) -> int:
 
 def _env_path(name: str, default: Path) -> Path:
     """A path from the environment; a relative one is taken from the project root."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    raw = env_raw(os.environ, name)
+    if raw is None:
         return default
-    path = Path(raw.strip()).expanduser()
+    path = Path(raw).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 

