@@ -19,8 +19,9 @@ from actions.common import (
     end_flow_events,
     find_value,
     latest_text,
+    request_id,
 )
-from actions.escalation import API_FAILURE, hand_over
+from actions.escalation import backoffice_failed
 from nlu.entity_patterns import is_valid_inn
 
 B2B_CATEGORY = "b2b"
@@ -111,7 +112,7 @@ class ActionSubmitB2b(Action):
         inn = tracker.get_slot("inn")
         reference = tracker.get_slot("b2b_reference")
         documents = tracker.get_slot("b2b_request")
-        message_id = (tracker.latest_message or {}).get("message_id") or str(len(tracker.events))
+        message_id = request_id(tracker)
         contact = tracker.get_slot("email") or tracker.get_slot("phone")
         summary = (
             f"Корпоративный клиент, ИНН {inn}.\nНужно: {documents}.\nЗаказ / счёт: {reference}."
@@ -131,8 +132,7 @@ class ActionSubmitB2b(Action):
                     idempotency_key=idempotency_key("b2b", tracker.sender_id, reference, inn or "", message_id),
                 )
         except BackofficeError:
-            dispatcher.utter_message(response="utter_backoffice_unavailable")
-            return await hand_over(dispatcher, tracker, API_FAILURE, detail="b2b ticket")
+            return await backoffice_failed(dispatcher, tracker, "b2b ticket")
         when = "в течение 2 часов" if ticket.staff_online else "утром, после 9:00 по Москве"
         dispatcher.utter_message(
             response="utter_b2b_done", ticket_id=str(ticket.id), documents=documents,

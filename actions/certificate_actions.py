@@ -30,7 +30,7 @@ from actions.common import (
     money,
     ru_date,
 )
-from actions.escalation import API_FAILURE, HUMAN_DECISION, hand_over
+from actions.escalation import HUMAN_DECISION, backoffice_failed, hand_over
 from actions.order_forms import BACKOFFICE_UNAVAILABLE, required_unless_blocked
 
 PIN_LOCKED = "pin_locked"
@@ -148,11 +148,9 @@ class CertificateFormValidation(FormValidationAction, ABC):
 
 async def explain_block(dispatcher: CollectingDispatcher, tracker: Tracker, block: str) -> List[EventType]:
     if block == BACKOFFICE_UNAVAILABLE:
-        dispatcher.utter_message(response="utter_backoffice_unavailable")
-        return await hand_over(dispatcher, tracker, API_FAILURE, detail="certificate lookup")
+        return await backoffice_failed(dispatcher, tracker, "certificate lookup")
     if block != PIN_LOCKED:  # PIN_LOCKED was already explained when it happened
-        dispatcher.utter_message(response="utter_backoffice_unavailable")
-        return await hand_over(dispatcher, tracker, API_FAILURE, detail=f"certificate lookup: {block}")
+        return await backoffice_failed(dispatcher, tracker, f"certificate lookup: {block}")
     return end_flow_events()
 
 

@@ -119,6 +119,12 @@ def latest_intent(tracker: Tracker) -> Optional[str]:
     return ((tracker.latest_message or {}).get("intent") or {}).get("name")
 
 
+def request_id(tracker: Tracker) -> str:
+    """The id of the customer's latest message: a retry of the same action run repeats it, a new
+    request does not (part of idempotency keys)."""
+    return (tracker.latest_message or {}).get("message_id") or str(len(tracker.events))
+
+
 def active_form(tracker: Tracker) -> Optional[str]:
     return (tracker.active_loop or {}).get("name")
 

@@ -22,7 +22,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from ruamel.yaml import YAML
 
 from actions.backoffice_client import BackofficeError, Ticket, idempotency_key, mask_code
-from actions.common import backoffice, conversation_turns, end_flow_events, latest_intent
+from actions.common import backoffice, conversation_turns, end_flow_events, latest_intent, request_id
 from engine.settings import PROJECT_ROOT
 
 logger = logging.getLogger(__name__)
@@ -179,8 +179,7 @@ async def hand_over(
     """Ticket + the customer told when a human answers + the flow ended + the bot paused."""
     rules = rules or escalation_rules()
     rule = rules.tickets[reason]
-    message_id = (tracker.latest_message or {}).get("message_id") or str(len(tracker.events))
-    key = idempotency_key("handoff", tracker.sender_id, tracker.get_slot("order_id"), reason, message_id)
+    key = idempotency_key("handoff", tracker.sender_id, tracker.get_slot("order_id"), reason, request_id(tracker))
     try:
         async with backoffice() as api:
             ticket = await api.create_ticket(
@@ -211,6 +210,12 @@ async def hand_over(
         SlotSet("handoff_ticket_id", str(ticket.id)),
         ConversationPaused(),
     ]
+
+
+async def backoffice_failed(dispatcher: CollectingDispatcher, tracker: Tracker, detail: str) -> List[EventType]:
+    """The back office did not do what was asked (escalation rule 5): say so, hand over."""
+    dispatcher.utter_message(response="utter_backoffice_unavailable")
+    return await hand_over(dispatcher, tracker, API_FAILURE, detail=detail)
 
 
 # --- misses in a row --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import re
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import FormValidationAction, Tracker
+from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -26,6 +27,7 @@ from actions.common import (
     find_value,
     latest_text,
 )
+from actions.escalation import HUMAN_DECISION, backoffice_failed, hand_over
 
 BACKOFFICE_UNAVAILABLE = "backoffice_unavailable"
 VERIFICATION_FAILED = "verification_failed"
@@ -160,6 +162,19 @@ class OrderFormValidation(FormValidationAction, ABC):
     def verification_of(value: Optional[str]) -> Dict[str, Optional[str]]:
         value = (value or "").strip()
         return {"email": value} if "@" in value else {"phone_last4": value}
+
+
+async def explain_order_block(
+    dispatcher: CollectingDispatcher, tracker: Tracker, block: Optional[str], flow: str
+) -> Optional[List[EventType]]:
+    """The two stops the order forms share: the back office failed, or the buyer check failed
+    three times (a human decides). None for any other ``block``: the flow explains its own."""
+    if block == BACKOFFICE_UNAVAILABLE:
+        return await backoffice_failed(dispatcher, tracker, flow)
+    if block == VERIFICATION_FAILED:
+        dispatcher.utter_message(response="utter_verification_locked")
+        return await hand_over(dispatcher, tracker, HUMAN_DECISION, detail=VERIFICATION_FAILED)
+    return None
 
 
 def required_unless_blocked(tracker: Tracker, slots: List[Text]) -> List[Text]:

@@ -22,11 +22,11 @@ from actions.backoffice_client import (
     idempotency_key,
 )
 from actions.common import as_mapping, backoffice, end_flow_events, money, payment_words, ru_date
-from actions.escalation import API_FAILURE, HUMAN_DECISION, hand_over
+from actions.escalation import HUMAN_DECISION, backoffice_failed, hand_over
 from actions.order_forms import (
     BACKOFFICE_UNAVAILABLE,
-    VERIFICATION_FAILED,
     OrderFormValidation,
+    explain_order_block,
     required_unless_blocked,
 )
 
@@ -135,8 +135,7 @@ class ActionSubmitRefund(Action):
         except BackofficeError:
             # unavailable, or a reply we cannot read: the refund may or may not exist, and the
             # same key makes any retry safe
-            dispatcher.utter_message(response="utter_backoffice_unavailable")
-            return await hand_over(dispatcher, tracker, API_FAILURE, detail="refund")
+            return await backoffice_failed(dispatcher, tracker, "refund")
         response = "utter_refund_done" if refund.created else "utter_refund_exists"
         dispatcher.utter_message(response=response, **refund_words(refund))
         return end_flow_events()
@@ -144,13 +143,10 @@ class ActionSubmitRefund(Action):
     async def explain_refusal(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, code: str
     ) -> List[EventType]:
+        stopped = await explain_order_block(dispatcher, tracker, code, "refund")
+        if stopped is not None:
+            return stopped
         info = as_mapping(tracker.get_slot("order_info"))
-        if code == BACKOFFICE_UNAVAILABLE:
-            dispatcher.utter_message(response="utter_backoffice_unavailable")
-            return await hand_over(dispatcher, tracker, API_FAILURE, detail="refund")
-        if code == VERIFICATION_FAILED:
-            dispatcher.utter_message(response="utter_verification_locked")
-            return await hand_over(dispatcher, tracker, HUMAN_DECISION, detail=VERIFICATION_FAILED)
         if code in (ErrorCode.REFUND_ALREADY_EXISTS, ErrorCode.ORDER_REFUNDED) and info.get("refund"):
             dispatcher.utter_message(response="utter_refund_exists", **as_mapping(info["refund"]))
             return end_flow_events()

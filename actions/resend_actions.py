@@ -16,9 +16,18 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.backoffice_client import BackofficeError, BackofficeRefused, ErrorCode, idempotency_key
-from actions.common import answers_slot, as_mapping, backoffice, end_flow_events, find_value, latest_intent, latest_text
-from actions.escalation import API_FAILURE, HUMAN_DECISION, hand_over
-from actions.order_forms import BACKOFFICE_UNAVAILABLE, VERIFICATION_FAILED, OrderFormValidation, required_unless_blocked
+from actions.common import (
+    answers_slot,
+    as_mapping,
+    backoffice,
+    end_flow_events,
+    find_value,
+    latest_intent,
+    latest_text,
+    request_id,
+)
+from actions.escalation import backoffice_failed
+from actions.order_forms import OrderFormValidation, explain_order_block, required_unless_blocked
 
 SAME_ADDRESS = "same"
 #: «на другой адрес», «на новую почту», «не туда»
@@ -112,15 +121,12 @@ class ActionSubmitResend(Action):
     ) -> List[EventType]:
         block = tracker.get_slot("flow_block")
         order_id = tracker.get_slot("order_id")
-        if block == BACKOFFICE_UNAVAILABLE:
-            dispatcher.utter_message(response="utter_backoffice_unavailable")
-            return await hand_over(dispatcher, tracker, API_FAILURE, detail="resend")
-        if block == VERIFICATION_FAILED:
-            dispatcher.utter_message(response="utter_verification_locked")
-            return await hand_over(dispatcher, tracker, HUMAN_DECISION, detail=VERIFICATION_FAILED)
+        stopped = await explain_order_block(dispatcher, tracker, block, "resend")
+        if stopped is not None:
+            return stopped
         address = tracker.get_slot("resend_address")
         new_address = None if address in (None, SAME_ADDRESS) else address
-        message_id = (tracker.latest_message or {}).get("message_id") or str(len(tracker.events))
+        message_id = request_id(tracker)
         key = idempotency_key("resend", tracker.sender_id, order_id, new_address or SAME_ADDRESS, message_id)
         verification = OrderFormValidation.verification_of(tracker.get_slot("buyer_check")) if new_address else None
         try:
@@ -129,8 +135,7 @@ class ActionSubmitResend(Action):
         except BackofficeRefused as error:
             return await self.explain_refusal(dispatcher, tracker, error.code, order_id)
         except BackofficeError:
-            dispatcher.utter_message(response="utter_backoffice_unavailable")
-            return await hand_over(dispatcher, tracker, API_FAILURE, detail="resend")
+            return await backoffice_failed(dispatcher, tracker, "resend")
         response = "utter_resend_done_sms" if resend.channel == "sms" else "utter_resend_done"
         dispatcher.utter_message(response=response, address=resend.address, left=str(resend.resends_left_today))
         return end_flow_events()
@@ -145,6 +150,5 @@ class ActionSubmitResend(Action):
         elif code in (ErrorCode.VERIFICATION_FAILED, ErrorCode.VERIFICATION_REQUIRED):
             dispatcher.utter_message(response="utter_buyer_check_failed")
         else:
-            dispatcher.utter_message(response="utter_backoffice_unavailable")
-            return await hand_over(dispatcher, tracker, API_FAILURE, detail=f"resend:{code}")
+            return await backoffice_failed(dispatcher, tracker, f"resend:{code}")
         return end_flow_events()
