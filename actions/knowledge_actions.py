@@ -96,6 +96,34 @@ class ActionAnswerQuestion(Action):
         return [*await register_miss(dispatcher, tracker, no_answer), *forget(pending)]
 
 
+class ActionCopilotDraft(Action):
+    """Read-only: the knowledge-base answer to the latest message, for an operator's copilot draft
+    (``handoff.drafts``). Not in the domain — Rasa never runs it; the operator console calls it
+    through the action server's webhook, because this process owns the knowledge-base index. It
+    records no miss and escalates nothing: the customer never sees its reply."""
+
+    def name(self) -> Text:
+        return "action_copilot_draft"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        from handoff.drafts import knowledge_draft_payload
+
+        question = latest_text(tracker).strip()
+        if not question:
+            dispatcher.utter_message(json_message={"copilot_draft": {"status": "no_answer"}})
+            return []
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(None, knowledge_service().answer, question)
+        except Exception:
+            logger.exception("knowledge base unavailable for a copilot draft")
+            dispatcher.utter_message(json_message={"copilot_draft": {"status": "unavailable"}})
+            return []
+        dispatcher.utter_message(json_message={"copilot_draft": knowledge_draft_payload(result)})
+        return []
+
+
 def forget(pending: Any) -> List[EventType]:
     """Clear the question a clarification was about, if there is one."""
     return [SlotSet("kb_clarify", None)] if pending else []

@@ -97,6 +97,7 @@ class Stack:
             # the actions call the back office this stack started, whatever its port
             env={**os.environ, "BACKOFFICE_URL": os.environ.get("BACKOFFICE_URL") or f"http://127.0.0.1:{s.backoffice_port}"},
         )
+        local_action_url = f"http://127.0.0.1:{s.action_port}"
         rasa = self._start(
             "rasa server",
             [
@@ -108,12 +109,14 @@ class Stack:
                 "--endpoints", str(runtime_endpoints(s)),
             ],
             # the socket.io channel resumes a conversation an operator returns through this API
-            env={**os.environ, "RASA_SELF_URL": f"http://127.0.0.1:{s.rasa_port}"},
+            env={**os.environ, "RASA_SELF_URL": f"http://127.0.0.1:{s.rasa_port}", "ACTION_SERVER_URL": local_action_url},
         )
         console = self._start(
             "operator console",
             [sys.executable, "-m", "handoff.console", "serve", "--host", s.host, "--port", str(s.console_port),
              "--rasa-url", s.rasa_url],
+            # copilot drafts of knowledge questions come from the action server (it owns the index)
+            env={**os.environ, "ACTION_SERVER_URL": local_action_url},
         )
         webchat = self._start(
             "web chat",

@@ -3,6 +3,9 @@ and a vanilla-JS page (``handoff/static/console.html``).
 
     python -m handoff.console serve [--host 127.0.0.1] [--port 8090] [--rasa-url http://127.0.0.1:5005]
 
+Copilot drafts come from the running assistant (``handoff.drafts``: Rasa at ``RASA_SELF_URL``, the
+action server at ``ACTION_SERVER_URL``).
+
 Auth: ``Authorization: Bearer <HANDOFF_OPERATOR_TOKEN>`` (the operator's name in ``X-Operator``),
 or the cookies ``POST /api/login {token, operator}`` sets. API (errors: ``{"error": {code, message}}``
 with the error's HTTP status)::
@@ -22,13 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import logging
-import os
 import sys
-import urllib.error
-import urllib.request
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -36,21 +35,17 @@ from sanic import Sanic
 from sanic.request import Request
 from sanic.response import HTTPResponse, file, json as json_response
 
-from handoff.copilot import Copilot, CopilotModes, Draft
+from handoff.copilot import Copilot, CopilotModes
+from handoff.drafts import AssistantDraftProvider, attached_draft
 from handoff.errors import HandoffError, InvalidInput, NotFound, Unauthorized
-from handoff.machine import ConversationView, HandoffService, MessageView
-from handoff.settings import PROJECT_ROOT, HandoffSettings
+from handoff.machine import HandoffService
+from handoff.settings import HandoffSettings
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-DEFAULT_RASA_URL = "http://127.0.0.1:5005"
 TOKEN_COOKIE = "handoff_token"
 OPERATOR_COOKIE = "handoff_operator"
-#: intents answered from the knowledge base: the draft is the RAG answer
-KNOWLEDGE_INTENTS = ("knowledge_question",)
-GENERIC_DRAFT = "Здравствуйте! Спасибо, что подождали. Уточните, пожалуйста, детали — я помогу."
-
 _names = itertools.count(1)
 
 
@@ -58,77 +53,21 @@ async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
 
 
-def _post_json(url: str, payload: Any, timeout: float = 15.0) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read() or b"null")
-
-
-@lru_cache(maxsize=1)
-def _responses() -> Dict[str, str]:
-    """The first text of each domain response (``utter_<intent>`` drafts)."""
-    from ruamel.yaml import YAML
+def _shared_knowledge_index() -> Optional[Callable[[], Any]]:
+    """A local knowledge service for drafts when the index is a Qdrant server (shared by many
+    processes); None with the embedded folder, which the action server holds."""
+    from rag.settings import RagSettings
 
     try:
-        domain = YAML(typ="safe").load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8")) or {}
-    except OSError:
-        return {}
-    texts: Dict[str, str] = {}
-    for name, variants in (domain.get("responses") or {}).items():
-        for variant in variants or ():
-            if isinstance(variant, dict) and variant.get("text") and "{" not in variant["text"]:
-                texts[name] = variant["text"]
-                break
-    return texts
+        settings = RagSettings.load()
+    except (OSError, ValueError) as error:
+        logger.warning("copilot: RAG settings unreadable (%s); drafts ask the action server only", error)
+        return None
+    if not settings.qdrant_url:
+        return None
+    from rag.service import KnowledgeService
 
-
-class RasaDraftProvider:
-    """A draft from the running assistant: intent + confidence of the customer's message from the
-    Rasa server's ``/model/parse``; the knowledge-base answer (with its article) for knowledge
-    questions; else the intent's own response from the domain, or a generic line."""
-
-    def __init__(self, rasa_url: str, knowledge: Optional[Callable[[], Any]] = None) -> None:
-        self.rasa_url = rasa_url.rstrip("/")
-        self._knowledge_factory = knowledge
-        self._knowledge: Any = None
-
-    def knowledge(self) -> Any:
-        if self._knowledge is None:
-            if self._knowledge_factory is not None:
-                self._knowledge = self._knowledge_factory()
-            else:
-                from rag.service import KnowledgeService
-
-                self._knowledge = KnowledgeService.from_settings()
-        return self._knowledge
-
-    async def parse(self, text: str) -> Dict[str, Any]:
-        try:
-            return await _call(_post_json, f"{self.rasa_url}/model/parse", {"text": text}) or {}
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            logger.warning("copilot: /model/parse failed (%s)", error)
-            return {}
-
-    async def draft(self, conversation: ConversationView, message: MessageView) -> Draft:
-        parsed = await self.parse(message.text)
-        intent = (parsed.get("intent") or {}).get("name")
-        confidence = (parsed.get("intent") or {}).get("confidence")
-        confidence = float(confidence) if isinstance(confidence, (int, float)) else None
-        if intent in KNOWLEDGE_INTENTS:
-            try:
-                result = await _call(self.knowledge().answer, message.text)
-            except Exception as error:  # the index is not there: fall through to the generic draft
-                logger.warning("copilot: knowledge answer failed (%s)", error)
-            else:
-                if result.status == "answered":
-                    source = f"rag:{result.article_id}" + (f" ({result.source_title})" if result.source_title else "")
-                    return Draft(result.text, confidence, source, intent)
-        text = _responses().get(f"utter_{intent}") if intent else None
-        if text:
-            return Draft(text, confidence, f"scenario:{intent}", intent)
-        return Draft(GENERIC_DRAFT, confidence, f"generic:{intent or 'unknown'}", intent)
+    return lambda: KnowledgeService.from_settings(settings)
 
 
 def _body(request: Request) -> Dict[str, Any]:
@@ -154,7 +93,9 @@ def create_app(
     settings = settings or HandoffSettings.from_env()
     service = service or HandoffService.from_settings(settings)
     copilot = copilot or Copilot(service, CopilotModes.load(settings.modes_file))
-    drafts = drafts or RasaDraftProvider(rasa_url or os.environ.get("RASA_SELF_URL") or DEFAULT_RASA_URL)
+    drafts = drafts or AssistantDraftProvider(
+        rasa_url or settings.rasa_url, settings.action_server_url, knowledge=_shared_knowledge_index()
+    )
     app = Sanic(f"handoff_console_{next(_names)}")
     app.ctx.service, app.ctx.copilot, app.ctx.drafts = service, copilot, drafts
 
@@ -250,7 +191,8 @@ def create_app(
         customer = [message for message in view.messages if message.sender == "customer"]
         if not customer:
             raise NotFound("The customer has not written anything to draft an answer to.")
-        proposal = await drafts.draft(view, customer[-1])
+        # a copilot hand-over attached the bot's draft for this message; else ask the assistant now
+        proposal = attached_draft(view.summary, customer[-1].text) or await drafts.draft(view, customer[-1])
         ref = await _call(copilot.draft_shown, cid, operator, proposal, message_id=customer[-1].id)
         data = ref.to_dict()
         data["mode"] = copilot.mode_for(ref.topic).value
@@ -305,7 +247,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     serve = commands.add_parser("serve", help="run the operator console")
     serve.add_argument("--host", default=None, help="default: HANDOFF_HOST (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: HANDOFF_CONSOLE_PORT (8090)")
-    serve.add_argument("--rasa-url", default=None, help=f"default: RASA_SELF_URL or {DEFAULT_RASA_URL}")
+    serve.add_argument("--rasa-url", default=None, help="default: RASA_SELF_URL (http://127.0.0.1:5005)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     settings = HandoffSettings.from_env()

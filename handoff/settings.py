@@ -43,13 +43,18 @@ class HandoffSettings:
     port: int = 8090
     #: how many of the customer's last messages the hand-over summary keeps
     summary_last_messages: int = 3
+    #: the assistant that drafts copilot answers: the Rasa server (intent) and the action server
+    #: (knowledge-base answers: it owns the index)
+    rasa_url: str = "http://127.0.0.1:5005"
+    action_server_url: str = "http://127.0.0.1:5055"
 
     @classmethod
     def from_env(cls) -> "HandoffSettings":
         """``HANDOFF_DATABASE_URL`` (any SQLAlchemy URL; the default is ``handoff.db`` in the
         project root), ``HANDOFF_OPERATOR_TOKEN``, ``HANDOFF_MODES_FILE`` (default ``copilot.yml``
         in the project root; a relative path is taken from the project root), ``HANDOFF_HOST``,
-        ``HANDOFF_CONSOLE_PORT``, ``HANDOFF_SUMMARY_LAST_MESSAGES``."""
+        ``HANDOFF_CONSOLE_PORT``, ``HANDOFF_SUMMARY_LAST_MESSAGES``, ``RASA_SELF_URL``,
+        ``ACTION_SERVER_URL``."""
         return cls(
             database_url=_env_str("HANDOFF_DATABASE_URL", DEFAULT_DATABASE_URL),
             operator_token=_env_str("HANDOFF_OPERATOR_TOKEN", DEFAULT_OPERATOR_TOKEN),
@@ -57,4 +62,6 @@ class HandoffSettings:
             host=_env_str("HANDOFF_HOST", cls.host),
             port=_env_int("HANDOFF_CONSOLE_PORT", cls.port, minimum=0),
             summary_last_messages=_env_int("HANDOFF_SUMMARY_LAST_MESSAGES", cls.summary_last_messages, minimum=1),
+            rasa_url=_env_str("RASA_SELF_URL", cls.rasa_url).rstrip("/"),
+            action_server_url=_env_str("ACTION_SERVER_URL", cls.action_server_url).rstrip("/"),
         )

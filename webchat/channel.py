@@ -20,6 +20,12 @@ only if :meth:`HandoffService.record_bot_message` allows it; and a background ta
 operators' replies to the session's room (``bot_uttered`` with ``metadata.from = "operator"``) and,
 when an operator gives the conversation back, resumes Rasa (``RASA_SELF_URL``, default
 http://127.0.0.1:5005) and lets the bot greet the customer again.
+
+Per-topic copilot mode (``copilot.yml``, ``handoff.copilot``): while the bot owns the conversation,
+a customer message whose intent is a *copilot* topic does not reach the dialogue: the bot's would-be
+answer is drafted (``handoff.drafts``), the conversation goes to the operators' queue with that
+draft attached, and the customer is told a specialist will answer. Only a topic's first message
+is gated so; once an operator owns the conversation everything goes to the operator anyway.
 """
 from __future__ import annotations
 
@@ -44,7 +50,9 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 GREETING = "Снова с вами ассистент. Чем ещё помочь?"
 CLOSED_TEXT = "Оператор завершил диалог. Если понадобится помощь — просто напишите."
+COPILOT_HOLD_TEXT = "Передала ваш вопрос специалисту — он ответит здесь же. Пожалуйста, не закрывайте чат."
 OPERATOR_METADATA = {"from": "operator"}
+SYSTEM_METADATA = {"from": "system"}
 
 
 # --- the hand-over service (one per process, built lazily) -------------------------------------
@@ -70,6 +78,75 @@ def set_handoff_service(service: Any) -> None:
     """Use ``service`` in this process (tests)."""
     global _service
     _service = service
+
+
+class CopilotGate:
+    """Decides whether a customer message is a copilot topic, and if so hands the conversation
+    over with the bot's draft attached (see the module doc)."""
+
+    def __init__(self, modes: Any = None, drafts: Any = None) -> None:
+        self._modes = modes
+        self._drafts = drafts
+
+    @property
+    def modes(self) -> Any:
+        if self._modes is None:
+            from handoff.copilot import default_modes
+
+            self._modes = default_modes()
+        return self._modes
+
+    @property
+    def drafts(self) -> Any:
+        if self._drafts is None:
+            from handoff.drafts import AssistantDraftProvider
+            from handoff.settings import HandoffSettings
+
+            settings = HandoffSettings.from_env()
+            self._drafts = AssistantDraftProvider(rasa_self_url(), settings.action_server_url)
+        return self._drafts
+
+    def active(self) -> bool:
+        from handoff.copilot import Mode
+
+        return self.modes.default is Mode.COPILOT or any(mode is Mode.COPILOT for mode in self.modes.topics.values())
+
+    async def hand_over_if_copilot(self, conversation_id: str, text: str) -> bool:
+        """True when ``text`` is a copilot topic and the conversation went to the operators."""
+        if not self.active():
+            return False  # the usual configuration: no parse round trip at all
+        parsed = await self.drafts.parse(text)
+        intent = (parsed.get("intent") or {}).get("name")
+        if not self.modes.is_copilot(intent):
+            return False
+        from handoff.drafts import draft_summary
+
+        draft = await self.drafts.draft_for(text, parsed)
+        service = handoff_service()
+        transcript = [
+            {"sender": message.sender, "text": message.text}
+            for message in (await _call(service.conversation, conversation_id)).messages
+            if message.sender in ("customer", "bot")
+        ]
+        summary = {"intent": intent, "reason": "copilot", "draft": draft_summary(draft, text)}
+        await _call(service.hand_over, conversation_id, None, summary, transcript[-50:], reason=f"copilot topic {intent}")
+        return True
+
+
+_copilot_gate: Optional[CopilotGate] = None
+
+
+def copilot_gate() -> CopilotGate:
+    global _copilot_gate
+    if _copilot_gate is None:
+        _copilot_gate = CopilotGate()
+    return _copilot_gate
+
+
+def set_copilot_gate(gate: Optional[CopilotGate]) -> None:
+    """Use ``gate`` in this process (tests); None builds one from the settings again."""
+    global _copilot_gate
+    _copilot_gate = gate
 
 
 async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -199,6 +276,10 @@ class OperatorRelay:
             for message in pending:
                 await self.deliver(session_id, message)
 
+    async def hold(self, session_id: str) -> None:
+        """Tell the customer a specialist will answer (a copilot topic went to the operators)."""
+        await self._emit(session_id, {"text": COPILOT_HOLD_TEXT, "metadata": dict(SYSTEM_METADATA)})
+
     async def _emit(self, session_id: str, data: Dict[str, Any]) -> None:
         await self.sio.emit(self.bot_message_evt, data, room=session_id, namespace=self.namespace)
 
@@ -212,7 +293,7 @@ class OperatorRelay:
         if message.text == "returned":
             await self.resume(session_id, greet=True)
         elif message.text == "closed":
-            await self._emit(session_id, {"text": CLOSED_TEXT, "metadata": {"from": "system"}})
+            await self._emit(session_id, {"text": CLOSED_TEXT, "metadata": dict(SYSTEM_METADATA)})
             await self.resume(session_id, greet=False)
 
     async def resume(self, session_id: str, *, greet: bool) -> None:
@@ -264,6 +345,12 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
             return True
         if route is Route.OPERATOR:
             return False
+        try:
+            if await copilot_gate().hand_over_if_copilot(sender_id, text):
+                await self._relay().hold(sender_id)
+                return False
+        except Exception:  # copilot is an extra pair of eyes: if it fails, the bot answers
+            logger.exception("copilot check failed for %s; the message goes to the bot", sender_id)
         try:
             # an operator may have just returned the conversation: Rasa must be resumed before
             # this message reaches it, not at the relay's next poll

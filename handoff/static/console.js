@@ -30,12 +30,13 @@
   function summaryText(summary) {
     if (!summary) return "";
     var lines = [];
-    if (summary.reason) lines.push("Причина: " + summary.reason);
+    if (summary.reason) lines.push("Причина: " + (summary.reason === "copilot" ? "тема в режиме копилота — бот подготовил черновик" : summary.reason));
     if (summary.intent) lines.push("Намерение: " + summary.intent);
     var slots = summary.slots || {};
     var keys = Object.keys(slots);
     if (keys.length) lines.push("Данные: " + keys.map(function (k) { return k + " = " + slots[k]; }).join(", "));
     if (summary.last_messages && summary.last_messages.length) lines.push("Последние сообщения: " + summary.last_messages.join(" / "));
+    if (summary.draft && summary.draft.text) lines.push("Черновик бота: " + summary.draft.text);
     return lines.join("\n");
   }
   function item(id, html, onclick) {
@@ -112,7 +113,12 @@
       .catch(function (e) { showError(e); throw e; });
   }
 
-  $("take").onclick = function () { act("/take").catch(function () {}); };
+  $("take").onclick = function () {
+    act("/take").then(function () {
+      // a copilot hand-over came with the bot's draft: open it right away
+      if (conv && conv.summary && conv.summary.draft && !draftId) $("draft-ask").onclick();
+    }).catch(function () {});
+  };
   $("return").onclick = function () { act("/return").catch(function () {}); };
   $("close").onclick = function () { act("/close").catch(function () {}); };
   $("reply-form").onsubmit = function (ev) {

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from actions.knowledge_actions import ActionAnswerQuestion, set_knowledge_service
+from actions.knowledge_actions import ActionAnswerQuestion, ActionCopilotDraft, set_knowledge_service
 from rag.components import build_dense, build_retriever, build_sparse
 from rag.index import QdrantIndex
 from rag.ingest import ingest_kb
@@ -150,3 +150,25 @@ async def test_a_broken_knowledge_base_is_a_miss_not_a_crash(backoffice, convers
         assert turn.responses == ["utter_kb_no_answer"] and turn.slots() == {"miss_streak": 1.0}
     finally:
         set_knowledge_service(None)
+
+
+async def test_a_copilot_draft_is_read_only(backoffice, conversation, knowledge) -> None:
+    """The operator console's draft: the answer and its article as a custom payload; no miss is
+    counted and even a threat hands nothing over (the customer never sees a draft)."""
+    knowledge(answer=0.0, clarify=0.0)
+    conv = conversation()
+    conv.user(KB_QUESTION, intent="knowledge_question")
+    turn = await conv.run(ActionCopilotDraft())
+    draft = turn.messages[0]["custom"]["copilot_draft"]
+    assert draft["status"] == "answered" and draft["text"].endswith("Подробнее: «Можно ли вернуть деньги за сертификат».")
+    assert draft["article_id"] and 0.0 <= draft["score"] <= 1.0
+    assert turn.events == []
+    conv.user("я подам на вас в суд, верните деньги за сертификат", intent="knowledge_question")
+    turn = await conv.run(ActionCopilotDraft())
+    assert turn.slots() == {} and not paused(turn)
+    assert [m.get("custom", {}).get("copilot_draft", {}).get("status") for m in turn.messages] == ["answered"]
+
+    knowledge(answer=1.1, clarify=1.1)
+    conv.user(OFF_TOPIC, intent="knowledge_question")
+    turn = await conv.run(ActionCopilotDraft())
+    assert turn.messages[0]["custom"]["copilot_draft"]["status"] != "answered" and turn.slots() == {}

@@ -159,3 +159,22 @@ async def test_a_draft_needs_the_owner(app, service):
     response = await call(app, "post", "/api/conversations/c1/draft")
     assert response.status in (403, 409), response.json
     assert service.conversation("c1").state is State.WAITING
+
+
+async def test_a_copilot_hand_over_s_attached_draft_is_the_first_one_shown(app, service, drafts):
+    from handoff.drafts import draft_summary
+
+    service.customer_message("c9", "нужны закрывающие документы")
+    attached = Draft("Напишите ИНН организации.", 0.93, "scenario:b2b_form", "b2b_documents")
+    service.hand_over("c9", None, {"intent": "b2b_documents", "reason": "copilot",
+                                   "draft": draft_summary(attached, "нужны закрывающие документы")}, [])
+    queued = (await call(app, "get", "/api/queue")).json["queue"][0]
+    assert queued["summary"]["draft"]["text"] == "Напишите ИНН организации."
+    await call(app, "post", "/api/conversations/c9/take")
+    first = (await call(app, "post", "/api/conversations/c9/draft")).json
+    assert (first["text"], first["source"], first["topic"], first["mode"]) == (
+        "Напишите ИНН организации.", "scenario:b2b_form", "b2b_documents", "copilot")
+    assert drafts.seen == []  # the assistant was not asked again
+    service.customer_message("c9", "ИНН 7707083893")
+    second = (await call(app, "post", "/api/conversations/c9/draft")).json
+    assert drafts.seen == ["ИНН 7707083893"] and second["text"].startswith("Сертификат придёт")

@@ -1,7 +1,8 @@
 """The channel side of the hand-over (webchat.channel): the hand-over marker is intercepted and
 queues the conversation; while it is waiting / with an operator the customer's messages do not
 reach Rasa and the bot's messages are held back; operator replies reach the session's room; a
-return to the bot resumes Rasa and greets the customer back."""
+return to the bot resumes Rasa and greets the customer back; a copilot topic's message goes to the
+operators' queue with the bot's draft attached instead of reaching Rasa."""
 from __future__ import annotations
 
 import urllib.error
@@ -11,8 +12,10 @@ import pytest
 from rasa.core.channels.channel import UserMessage
 
 import webchat.channel as channel_module
+from handoff.copilot import Copilot, CopilotModes, Draft
+from handoff.drafts import attached_draft
 from handoff.machine import HandoffService, State
-from webchat.channel import SocketIOInput, SocketIOOutput
+from webchat.channel import CopilotGate, SocketIOInput, SocketIOOutput
 
 MARKER = {
     "handoff": {
@@ -40,6 +43,7 @@ def posted(monkeypatch):
 @pytest.fixture
 async def chat(service: HandoffService, posted):
     channel_module.set_handoff_service(service)
+    channel_module.set_copilot_gate(CopilotGate(modes=CopilotModes()))  # every topic autonomous
     received: list = []
 
     async def on_new_message(message: UserMessage) -> None:
@@ -62,6 +66,7 @@ async def chat(service: HandoffService, posted):
     if channel.relay and channel.relay.task:
         channel.relay.task.cancel()
     channel_module.set_handoff_service(None)
+    channel_module.set_copilot_gate(None)
 
 
 async def test_marker_queues_the_conversation_and_is_not_sent(chat, service):
@@ -148,3 +153,75 @@ async def test_the_background_relay_starts_on_the_first_session(chat):
     channel, sio, say, received = chat
     assert channel.relay is not None and channel.relay.task is not None and not channel.relay.task.done()
     assert "s1" in channel.relay.sessions
+
+
+class FakeAssistant:
+    """The draft provider the gate asks: a fixed parse per text, a draft naming its source."""
+
+    INTENTS = {"нужны закрывающие документы": "b2b_documents", "сколько действует сертификат": "knowledge_question"}
+
+    def __init__(self) -> None:
+        self.parsed: list = []
+
+    async def parse(self, text: str) -> dict:
+        self.parsed.append(text)
+        return {"intent": {"name": self.INTENTS.get(text, "inform"), "confidence": 0.93}, "entities": []}
+
+    async def draft_for(self, text: str, parsed: dict) -> Draft:
+        return Draft("Напишите ИНН организации.", 0.93, "scenario:b2b_form", parsed["intent"]["name"])
+
+
+async def test_a_copilot_topic_goes_to_the_queue_with_the_draft_and_skips_rasa(chat, service):
+    channel, sio, say, received = chat
+    assistant = FakeAssistant()
+    channel_module.set_copilot_gate(CopilotGate(CopilotModes.parse({"topics": {"b2b_documents": "copilot"}}), assistant))
+    await say("сколько действует сертификат")  # an autonomous topic: the bot answers
+    assert [m.text for m in received] == ["сколько действует сертификат"]
+
+    await say("нужны закрывающие документы")
+    assert [m.text for m in received] == ["сколько действует сертификат"]  # Rasa never saw it
+    view = service.conversation("s1")
+    assert view.state is State.WAITING and view.summary["reason"] == "copilot"
+    assert view.summary["intent"] == "b2b_documents"
+    assert view.summary["draft"]["text"] == "Напишите ИНН организации."
+    assert view.summary["draft"]["for_text"] == "нужны закрывающие документы"
+    # the customer is told a specialist answers; the bot's draft is not sent
+    assert sio.emit.await_args.args[1] == {"text": channel_module.COPILOT_HOLD_TEXT, "metadata": {"from": "system"}}
+    assert all("ИНН" not in str(call.args[1]) for call in sio.emit.await_args_list)
+    assert service.queue()[0].conversation_id == "s1"
+
+    # with an operator every message goes to the operator, without a parse
+    service.take("s1", "anna")
+    await say("ИНН 7707083893")
+    assert assistant.parsed == ["сколько действует сертификат", "нужны закрывающие документы"]
+    assert len(received) == 1
+
+    # the operator's first draft is the attached one; a later customer message gets a fresh draft
+    copilot = Copilot(service, CopilotModes())
+    last = [m for m in service.conversation("s1").messages if m.sender == "customer"][-2]
+    draft = attached_draft(service.conversation("s1").summary, last.text)
+    assert draft == Draft("Напишите ИНН организации.", 0.93, "scenario:b2b_form", "b2b_documents")
+    assert attached_draft(service.conversation("s1").summary, "ИНН 7707083893") is None
+    shown = copilot.draft_shown("s1", "anna", draft, message_id=last.id)
+    assert shown.topic == "b2b_documents" and shown.source == "scenario:b2b_form"
+
+
+async def test_when_the_copilot_check_fails_the_bot_answers(chat, service):
+    channel, sio, say, received = chat
+
+    class Broken(FakeAssistant):
+        async def parse(self, text: str) -> dict:
+            raise RuntimeError("parse exploded")
+
+    channel_module.set_copilot_gate(CopilotGate(CopilotModes.parse({"default": "copilot"}), Broken()))
+    await say("нужны закрывающие документы")
+    assert [m.text for m in received] == ["нужны закрывающие документы"]
+    assert service.conversation("s1").state is State.BOT
+
+
+async def test_no_copilot_topic_means_no_parse_round_trip(chat):
+    channel, sio, say, received = chat
+    assistant = FakeAssistant()
+    channel_module.set_copilot_gate(CopilotGate(CopilotModes(), assistant))
+    await say("нужны закрывающие документы")
+    assert assistant.parsed == [] and len(received) == 1

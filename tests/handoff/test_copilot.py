@@ -26,14 +26,13 @@ def _domain_intents() -> list:
     return YAML(typ="safe").load((PROJECT_ROOT / "domain.yml").read_text(encoding="utf-8"))["intents"]
 
 
-def test_project_modes_file_is_valid_and_money_and_complaints_go_to_an_operator():
+def test_project_modes_file_is_valid_and_corporate_documents_go_to_an_operator():
     modes = CopilotModes.load(PROJECT_ROOT / "copilot.yml", known_topics=_domain_intents())
     assert modes.default is Mode.AUTONOMOUS
-    for topic in ("refund_request", "complaint", "b2b_documents"):
-        assert modes.mode_for(topic) is Mode.COPILOT and modes.is_copilot(topic)
-    for topic in ("greet", "check_balance", "knowledge_question", None, "never_heard_of"):
+    assert modes.mode_for("b2b_documents") is Mode.COPILOT and modes.is_copilot("b2b_documents")
+    for topic in ("refund_request", "complaint", "greet", "check_balance", "knowledge_question", None, "never_heard_of"):
         assert modes.mode_for(topic) is Mode.AUTONOMOUS
-    assert mode_for("refund_request") is Mode.COPILOT  # the module-level default modes
+    assert mode_for("b2b_documents") is Mode.COPILOT  # the module-level default modes
 
 
 def test_modes_parse_default_and_topics():
@@ -176,7 +175,7 @@ def test_copilot_rules(service: HandoffService, copilot: Copilot):
     with pytest.raises(IllegalTransition):  # no operator any more: nothing can be sent
         copilot.send(draft.id, "anna", "Привет!")
     copilot.discard(draft.id, "anna")  # but the one it was shown to can still discard it
-    assert copilot.mode_for("complaint") is Mode.COPILOT
+    assert copilot.mode_for("b2b_documents") is Mode.COPILOT
 
 
 def test_stats_per_topic(service: HandoffService, copilot: Copilot):

@@ -44,7 +44,7 @@ def _wait_up(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
 def start_console(database: Path, rasa_url: str = "http://127.0.0.1:9") -> tuple:
     port = free_port()
     env = {**os.environ, "HANDOFF_DATABASE_URL": f"sqlite:///{database}", "HANDOFF_OPERATOR_TOKEN": TOKEN,
-           "RASA_SELF_URL": rasa_url}
+           "RASA_SELF_URL": rasa_url, "ACTION_SERVER_URL": "http://127.0.0.1:9"}
     process = subprocess.Popen(
         [sys.executable, "-m", "handoff.console", "serve", "--port", str(port), "--rasa-url", rasa_url],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Tuple
 
 import pytest
 
@@ -101,6 +102,30 @@ def _bot(page, fragment: str):
     return page.locator(".dwc-msg-bot").filter(has_text=fragment)
 
 
+@contextlib.contextmanager
+def customer_and_operator(browser) -> Iterator[Tuple[object, object]]:
+    """A customer's page and an operator's page in separate browser contexts (as two people on
+    two machines); no page may raise a JavaScript error."""
+    contexts = [browser.new_context(locale="ru-RU", viewport={"width": width, "height": 820}) for width in (1100, 1200)]
+    pages = [context.new_page() for context in contexts]
+    errors: list = []
+    for page in pages:
+        page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        yield pages[0], pages[1]
+        assert errors == [], errors
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def _operator_login(operator, console_url: str, name: str) -> None:
+    operator.goto(console_url)
+    operator.get_by_label("Имя оператора").fill(name)
+    operator.get_by_label("Токен").fill("dev-operator-token")
+    operator.get_by_role("button", name="Войти").click()
+
+
 def test_conversation_quick_replies_and_reload(page, chat, artifacts_dir):
     _open_widget(page)
     expect(page.get_by_role("log", name="Сообщения чата")).to_have_attribute("aria-live", "polite")
@@ -188,13 +213,7 @@ def test_a_customer_is_handed_to_an_operator_who_answers_and_gives_the_conversat
     in the console's queue → the operator takes it, asks the copilot for a draft, dislikes and
     edits it, sends it → the customer sees it → the operator returns the conversation to the bot
     → the bot answers again."""
-    customer_context = browser.new_context(locale="ru-RU", viewport={"width": 1100, "height": 820})
-    operator_context = browser.new_context(locale="ru-RU", viewport={"width": 1200, "height": 820})
-    customer, operator = customer_context.new_page(), operator_context.new_page()
-    errors: list = []
-    for page in (customer, operator):
-        page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
+    with customer_and_operator(browser) as (customer, operator):
         customer.goto(chat.page_url)
         _open_widget(customer)
         box = customer.get_by_label("Ваше сообщение")
@@ -209,10 +228,7 @@ def test_a_customer_is_handed_to_an_operator_who_answers_and_gives_the_conversat
         box.fill("у меня не пришёл сертификат на почту")
         box.press("Enter")
 
-        operator.goto(chat.console_url)
-        operator.get_by_label("Имя оператора").fill("anna")
-        operator.get_by_label("Токен").fill("dev-operator-token")
-        operator.get_by_role("button", name="Войти").click()
+        _operator_login(operator, chat.console_url, "anna")
         item = operator.locator("#queue li").first
         expect(item).to_contain_text("request_human", timeout=15_000)
         item.click()
@@ -236,10 +252,6 @@ def test_a_customer_is_handed_to_an_operator_who_answers_and_gives_the_conversat
         box.press("Enter")
         expect(_bot(customer, "Подробнее: «Сколько действует сертификат»")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
         customer.screenshot(path=str(artifacts_dir / "12-customer-back-with-the-bot.png"))
-        assert errors == [], errors
-    finally:
-        customer_context.close()
-        operator_context.close()
 
     # the copilot round trip is stored with its events
     service = HandoffService.from_settings(HandoffSettings(database_url=f"sqlite:///{chat.handoff_database}"))
@@ -251,3 +263,44 @@ def test_a_customer_is_handed_to_an_operator_who_answers_and_gives_the_conversat
     sent = next(event for event in events if event["kind"] == "sent")
     assert rated["rating"] == "dislike" and sent["outcome"] == "edited" and sent["edit_distance"] > 0
     assert service.conversation(session_id).state.value == "bot"
+
+
+def test_a_copilot_topic_goes_to_an_operator_with_the_bot_s_draft(browser, chat, artifacts_dir):
+    """copilot.yml puts corporate documents in copilot mode: the customer's request is not answered
+    by the bot but queued with the bot's draft; the operator likes it and sends it as is."""
+    with customer_and_operator(browser) as (customer, operator):
+        customer.goto(chat.page_url)
+        _open_widget(customer)
+        box = customer.get_by_label("Ваше сообщение")
+        box.fill("нужны закрывающие документы по нашему заказу для бухгалтерии")
+        box.press("Enter")
+        expect(customer.locator(".dwc-msg").filter(has_text="Передала ваш вопрос специалисту")).to_be_visible(
+            timeout=ANSWER_TIMEOUT_MS)
+        session_id = customer.evaluate("DarimWebchat.sessionId()")
+
+        _operator_login(operator, chat.console_url, "boris")
+        item = operator.locator("#queue li").filter(has_text="b2b_documents")
+        expect(item).to_be_visible(timeout=15_000)
+        item.click()
+        expect(operator.locator("#summary")).to_contain_text("Черновик бота: ", timeout=10_000)
+        operator.get_by_role("button", name="Взять").click()
+        # the attached draft opens by itself
+        expect(operator.locator("#draft")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+        draft_text = operator.get_by_label("Текст черновика").input_value()
+        assert "ИНН" in draft_text
+        operator.get_by_title("Нравится", exact=True).click()
+        operator.get_by_role("button", name="Отправить черновик").click()
+        expect(customer.locator(".dwc-msg-bot").filter(has_text="ИНН")).to_be_visible(timeout=15_000)
+        operator.screenshot(path=str(artifacts_dir / "13-copilot-topic-console.png"), full_page=True)
+        customer.screenshot(path=str(artifacts_dir / "14-copilot-topic-customer.png"))
+
+    service = HandoffService.from_settings(HandoffSettings(database_url=f"sqlite:///{chat.handoff_database}"))
+    view = service.conversation(session_id)
+    assert view.summary["reason"] == "copilot" and view.summary["intent"] == "b2b_documents"
+    assert view.state.value == "operator" and view.operator_id == "boris"
+    # the bot itself said nothing but the hand-over notice
+    assert [m.text for m in view.messages if m.sender == "bot"] == []
+    events = Copilot(service, CopilotModes.load()).events(session_id)
+    assert [event["kind"] for event in events] == ["draft_shown", "rated", "sent"]
+    assert events[0]["source"] == "scenario:b2b_form" and events[0]["topic"] == "b2b_documents"
+    assert events[1]["rating"] == "like" and events[2]["outcome"] == "as_is" and events[2]["edit_distance"] == 0
