@@ -96,6 +96,10 @@ class ActionAnswerQuestion(Action):
         return [*await register_miss(dispatcher, tracker, no_answer), *forget(pending)]
 
 
+#: actions the action server runs for other callers, never in a conversation (not in domain.yml)
+NOT_IN_THE_DIALOGUE = ("action_copilot_draft",)
+
+
 class ActionCopilotDraft(Action):
     """Read-only: the knowledge-base answer to the latest message, for an operator's copilot draft
     (``handoff.drafts``). Not in the domain — Rasa never runs it; the operator console calls it

@@ -144,9 +144,11 @@ async def test_cancel_outside_a_form(conversation) -> None:
 
 
 def test_every_action_is_in_the_domain_and_every_domain_action_exists(domain) -> None:
+    from actions.knowledge_actions import NOT_IN_THE_DIALOGUE
     from tests.actions.conftest import ACTIONS
 
-    assert set(ACTIONS) == set(domain["actions"])
+    assert set(ACTIONS) - set(NOT_IN_THE_DIALOGUE) == set(domain["actions"])
+    assert not set(NOT_IN_THE_DIALOGUE) & set(domain["actions"])
 
 
 def test_every_response_chosen_by_code_exists(domain) -> None:
