@@ -9,6 +9,7 @@ and a message with a threat or clear irritation goes to a human at once (rule 4)
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import logging
 import threading
@@ -37,6 +38,9 @@ def knowledge_service() -> KnowledgeService:
     with _service_lock:
         if _service is None:
             _service = KnowledgeService.from_settings()
+            # close the embedded Qdrant folder while the interpreter still works (its client's
+            # own finaliser runs too late at exit and prints a traceback)
+            atexit.register(_service.close)
         return _service
 
 
