@@ -18,7 +18,7 @@ with the error's HTTP status)::
     POST /api/conversations/<id>/draft           copilot draft for the last customer message
     GET  /api/conversations/<id>/copilot         the conversation's copilot events
     POST /api/drafts/<id>/rate {rating: like|dislike} | send {text} | discard
-    GET  /api/copilot/stats
+    GET  /api/copilot/stats                      per topic: drafts, like rate, sent as-is, edits, mode
 """
 from __future__ import annotations
 
@@ -236,7 +236,10 @@ def create_app(
     async def stats(request: Request) -> HTTPResponse:
         operator_of(request)
         topics = await _call(copilot.stats)
-        return json_response({"topics": {topic: value.to_dict() for topic, value in topics.items()}})
+        # with each topic's current mode: the figures say whether to move it to autonomous
+        return json_response({"topics": {
+            topic: {**value.to_dict(), "mode": copilot.mode_for(topic).value} for topic, value in topics.items()
+        }})
 
     return app
 

@@ -68,6 +68,22 @@
     }).catch(function () {});
   }
 
+  var MODES = { copilot: "копилот", autonomous: "сам" };
+  function percent(value) { return value == null ? "—" : Math.round(value * 100) + "%"; }
+  function refreshStats() {
+    api("GET", "/api/copilot/stats").then(function (data) {
+      var body = $("stats").tBodies[0]; body.innerHTML = "";
+      Object.keys(data.topics).sort().forEach(function (topic) {
+        var t = data.topics[topic], tr = document.createElement("tr");
+        tr.innerHTML = "<td>" + esc(topic) + "</td><td class='" + esc(t.mode) + "'>" + esc(MODES[t.mode] || t.mode) +
+          "</td><td>" + t.drafts + "</td><td>" + percent(t.like_rate) + "</td><td>" + percent(t.as_is_share) +
+          "</td><td>" + (t.mean_edit_distance == null ? "—" : Math.round(t.mean_edit_distance)) + "</td>";
+        body.appendChild(tr);
+      });
+      if (!body.rows.length) body.innerHTML = "<tr><td colspan='6'>Черновиков ещё не было</td></tr>";
+    }).catch(function () {});
+  }
+
   function open(id) {
     current = id; lastId = 0; draftId = null;
     $("transcript").innerHTML = ""; $("draft").hidden = true; showError(null);
@@ -160,9 +176,9 @@
   function start() {
     $("login").hidden = true; $("app").hidden = false;
     $("who").textContent = "Оператор: " + auth.operator;
-    refreshLists();
+    refreshLists(); refreshStats();
     timers.forEach(clearInterval);
-    timers = [setInterval(poll, 1000), setInterval(refreshLists, 2000)];
+    timers = [setInterval(poll, 1000), setInterval(refreshLists, 2000), setInterval(refreshStats, 5000)];
   }
   if (auth.token) {
     api("GET", "/api/me").then(function (d) { auth.operator = d.operator; start(); }).catch(showLogin);

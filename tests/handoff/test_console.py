@@ -150,6 +150,7 @@ async def test_copilot_round_trip_is_stored_with_its_events(app, service, drafts
     assert (await call(app, "post", f"/api/drafts/{second['id']}/discard")).status == 200
     stats = (await call(app, "get", "/api/copilot/stats")).json["topics"]["knowledge_question"]
     assert stats["drafts"] == 2 and stats["likes"] == 1 and stats["sent"] == 1 and stats["discarded"] == 1
+    assert stats["mode"] == "autonomous"  # knowledge questions are autonomous in copilot.yml
     missing = await call(app, "post", "/api/drafts/999/send", body={"text": "x"})
     assert missing.status == 404
 
@@ -178,3 +179,5 @@ async def test_a_copilot_hand_over_s_attached_draft_is_the_first_one_shown(app, 
     service.customer_message("c9", "ИНН 7707083893")
     second = (await call(app, "post", "/api/conversations/c9/draft")).json
     assert drafts.seen == ["ИНН 7707083893"] and second["text"].startswith("Сертификат придёт")
+    topics = (await call(app, "get", "/api/copilot/stats")).json["topics"]
+    assert topics["b2b_documents"]["mode"] == "copilot" and topics["b2b_documents"]["drafts"] == 1

@@ -291,6 +291,9 @@ def test_a_copilot_topic_goes_to_an_operator_with_the_bot_s_draft(browser, chat,
         operator.get_by_title("Нравится", exact=True).click()
         operator.get_by_role("button", name="Отправить черновик").click()
         expect(customer.locator(".dwc-msg-bot").filter(has_text="ИНН")).to_be_visible(timeout=15_000)
+        stats_row = operator.locator("#stats tr").filter(has_text="b2b_documents")
+        expect(stats_row).to_contain_text("копилот", timeout=10_000)
+        expect(stats_row).to_contain_text("100%")  # liked, sent as is
         operator.screenshot(path=str(artifacts_dir / "13-copilot-topic-console.png"), full_page=True)
         customer.screenshot(path=str(artifacts_dir / "14-copilot-topic-customer.png"))
 
