@@ -1,35 +1,17 @@
-"""Portable column types: UTC-aware timestamps and money (roubles with kopecks)."""
+"""Portable column types: money (roubles with kopecks); UTC-aware timestamps come from ``sqlstore``."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Optional
 
-from sqlalchemy import DateTime, Numeric
+from sqlalchemy import Numeric
 from sqlalchemy.types import TypeDecorator
 
+from sqlstore import UTCDateTime
+
+__all__ = ["KOPECK", "Money", "UTCDateTime", "to_money"]
+
 KOPECK = Decimal("0.01")
-
-
-class UTCDateTime(TypeDecorator):
-    """Stores naive UTC (SQLite has no time zones), always hands back aware UTC datetimes."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are ambiguous; pass an aware datetime")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
 
 
 def to_money(value: Any) -> Decimal:

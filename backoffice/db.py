@@ -1,84 +1,27 @@
-"""Engine, sessions and transactions, built from the settings (nothing is opened on import).
+"""The back office's database: engine from the settings and its tables (nothing is opened on import).
 
-SQLite gets what it needs for a multi-threaded server: one connection per thread, a busy
-timeout, foreign keys, WAL, and ``BEGIN IMMEDIATE`` for write transactions so that concurrent
-writers queue up instead of failing or racing. Other databases (PostgreSQL) use their own
-transactions; the services lock the order row with ``SELECT ... FOR UPDATE``.
+Engines, sessions and transactions come from ``sqlstore`` (SQLite tuned for a multi-threaded
+server, ``BEGIN IMMEDIATE`` for writes); the services lock the order row with
+``SELECT ... FOR UPDATE`` on other databases (PostgreSQL).
 """
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager, nullcontext
-from typing import Any, Callable, ContextManager, Iterator
-from weakref import WeakKeyDictionary
-
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import Engine
 
 from backoffice.models import Base
 from backoffice.settings import BackofficeSettings
+from sqlstore import SessionFactory, make_engine, make_session_factory, read_transaction, write_transaction
 
-SessionFactory = Callable[[], Session]
-
-_SQLITE_BEGIN_OPTION = "backoffice_sqlite_begin"
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
-
-# SQLite has one writer at a time anyway: writers of this process queue on a lock instead of
-# polling SQLite's busy handler (other processes still wait on BEGIN IMMEDIATE + busy timeout).
-_sqlite_writer_locks: "WeakKeyDictionary[Engine, threading.Lock]" = WeakKeyDictionary()
-_locks_guard = threading.Lock()
-
-
-def _writer_lock(engine: Engine) -> ContextManager[Any]:
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
-    with _locks_guard:
-        lock = _sqlite_writer_locks.get(engine)
-        if lock is None:
-            lock = _sqlite_writer_locks[engine] = threading.Lock()
-    return lock
-
-
-def _is_memory_sqlite(url: Any) -> bool:
-    return url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:"))
-
-
-def make_engine(database_url: str) -> Engine:
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite":
-        return create_engine(url, future=True, pool_pre_ping=True)
-
-    options: dict = {
-        "future": True,
-        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-    }
-    if _is_memory_sqlite(url):
-        options["poolclass"] = StaticPool  # one shared in-memory database; single-threaded use only
-    engine = create_engine(url, **options)
-    _install_sqlite_transactions(engine, wal=not _is_memory_sqlite(url))
-    return engine
-
-
-def _install_sqlite_transactions(engine: Engine, wal: bool) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # pysqlite must not BEGIN on its own: we do it below
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys = ON")
-        if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        mode = connection.get_execution_options().get(_SQLITE_BEGIN_OPTION, "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
-
-
-def make_session_factory(engine: Engine) -> SessionFactory:
-    return sessionmaker(bind=engine, future=True, expire_on_commit=False)
+__all__ = [
+    "SessionFactory",
+    "create_tables",
+    "drop_tables",
+    "engine_from_settings",
+    "make_engine",
+    "make_session_factory",
+    "read_transaction",
+    "write_transaction",
+]
 
 
 def engine_from_settings(settings: BackofficeSettings) -> Engine:
@@ -91,21 +34,3 @@ def create_tables(engine: Engine) -> None:
 
 def drop_tables(engine: Engine) -> None:
     Base.metadata.drop_all(engine)
-
-
-@contextmanager
-def read_transaction(session_factory: SessionFactory) -> Iterator[Session]:
-    with session_factory() as session:
-        with session.begin():
-            yield session
-
-
-@contextmanager
-def write_transaction(session_factory: SessionFactory) -> Iterator[Session]:
-    """One transaction that takes the write lock up front on SQLite (``BEGIN IMMEDIATE``);
-    commits on success, rolls back on any exception."""
-    with session_factory() as session:
-        with _writer_lock(session.get_bind().engine):
-            with session.begin():
-                session.connection(execution_options={_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-                yield session

@@ -11,15 +11,11 @@
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
-
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -28,7 +24,8 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import declarative_base
-from sqlalchemy.types import TypeDecorator
+
+from sqlstore import UTCDateTime
 
 Base = declarative_base()
 
@@ -44,27 +41,6 @@ ID_LENGTH = 128  # conversation (Rasa sender) and operator ids
 def _one_of(column: str, values: tuple) -> str:
     listed = ", ".join(f"'{value}'" for value in values)
     return f"{column} IN ({listed})"
-
-
-class UTCDateTime(TypeDecorator):
-    """Stores naive UTC (SQLite has no time zones), always hands back aware UTC datetimes."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are ambiguous; pass an aware datetime")
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
-
-    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
 
 
 class Conversation(Base):

@@ -1,0 +1,134 @@
+"""SQL plumbing shared by the project's stores (the reference back office and the hand-off core):
+engines, sessions, transactions and a UTC timestamp column. It imports neither of them, so the
+back office stays replaceable and the engine does not depend on it.
+
+SQLite gets what it needs for a multi-threaded server: one connection per thread, a busy
+timeout, foreign keys, WAL, and ``BEGIN IMMEDIATE`` for write transactions (writers of this
+process also queue on a lock), so concurrent writers queue up instead of failing or racing.
+Other databases (PostgreSQL) use their own transactions; the services lock their rows with
+``SELECT ... FOR UPDATE``. Nothing is opened on import.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager, nullcontext
+from datetime import datetime, timezone
+from typing import Any, Callable, ContextManager, Iterator, Optional
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import DateTime, create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+SessionFactory = Callable[[], Session]
+
+_SQLITE_BEGIN_OPTION = "sqlstore_sqlite_begin"
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+# SQLite has one writer at a time anyway: writers of this process queue on a lock instead of
+# polling SQLite's busy handler (other processes still wait on BEGIN IMMEDIATE + busy timeout).
+_sqlite_writer_locks: "WeakKeyDictionary[Engine, threading.Lock]" = WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> ContextManager[Any]:
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _locks_guard:
+        lock = _sqlite_writer_locks.get(engine)
+        if lock is None:
+            lock = _sqlite_writer_locks[engine] = threading.Lock()
+    return lock
+
+
+def _is_memory_sqlite(url: Any) -> bool:
+    return url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:"))
+
+
+def make_engine(database_url: str, **options: Any) -> Engine:
+    """Any SQLAlchemy URL; extra ``options`` go to ``create_engine`` (non-SQLite only)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, future=True, pool_pre_ping=True, **options)
+
+    sqlite_options: dict = {
+        "future": True,
+        "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+    }
+    if _is_memory_sqlite(url):
+        sqlite_options["poolclass"] = StaticPool  # one shared in-memory database; single-threaded use only
+    engine = create_engine(url, **sqlite_options)
+    _install_sqlite_transactions(engine, wal=not _is_memory_sqlite(url))
+    return engine
+
+
+def _install_sqlite_transactions(engine: Engine, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite must not BEGIN on its own: we do it below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if wal:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(_SQLITE_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    return sessionmaker(bind=engine, future=True, expire_on_commit=False)
+
+
+@contextmanager
+def read_transaction(session_factory: SessionFactory) -> Iterator[Session]:
+    with session_factory() as session:
+        with session.begin():
+            yield session
+
+
+@contextmanager
+def write_transaction(session_factory: SessionFactory) -> Iterator[Session]:
+    """One transaction that takes the write lock up front on SQLite (``BEGIN IMMEDIATE``);
+    commits on success, rolls back on any exception."""
+    with session_factory() as session:
+        with _writer_lock(session.get_bind().engine):
+            with session.begin():
+                session.connection(execution_options={_SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+                yield session
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC (SQLite has no time zones), always hands back aware UTC datetimes."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware datetime")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_SECONDS",
+    "SessionFactory",
+    "UTCDateTime",
+    "make_engine",
+    "make_session_factory",
+    "read_transaction",
+    "write_transaction",
+]
