@@ -7,17 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import pytest
 
 from tests.backoffice_process import free_port, running_backoffice
+from tests.scripted_http import Scripted, ScriptedServer
 
 from actions.backoffice_client import (
     BackofficeAuthError,
@@ -66,82 +63,12 @@ async def backoffice(server: str) -> BackofficeClient:
         yield client
 
 
-# --- a scripted stdlib HTTP server for fault injection ----------------------------------------
-
-
-@dataclass
-class Scripted:
-    status: int = 200
-    body: Any = field(default_factory=dict)  # dict/list → JSON; bytes/str → as is
-    delay: float = 0.0
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: Dict[str, str]
-    body: bytes
-
-
-class ScriptedServer:
-    """Answers each request with the next scripted reply (500 when the script runs out)."""
-
-    def __init__(self) -> None:
-        self.replies: Deque[Scripted] = deque()
-        self.requests: List[Seen] = []
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                with owner._lock:
-                    owner.requests.append(
-                        Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                    reply = owner.replies.popleft() if owner.replies else Scripted(500, b"script exhausted")
-                if reply.delay:
-                    time.sleep(reply.delay)
-                raw = reply.body
-                if isinstance(raw, (dict, list)):
-                    raw = json.dumps(raw).encode()
-                elif isinstance(raw, str):
-                    raw = raw.encode()
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(raw)))
-                    self.end_headers()
-                    self.wfile.write(raw)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (timeout tests)
-
-            do_GET = do_POST = _serve
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def script(self, *replies: Scripted) -> None:
-        with self._lock:
-            self.replies = deque(replies)
-            self.requests = []
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+# --- fault injection: a scripted stdlib HTTP server (tests/scripted_http.py) ----------------
 
 
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[ScriptedServer]:
-    fake = ScriptedServer()
+    fake = ScriptedServer(default=Scripted(500, b"script exhausted"))
     yield fake
     fake.close()
 

@@ -13,7 +13,7 @@ from actions.certificate_actions import ActionSubmitBalance
 from actions.handoff_actions import ActionRequestHuman
 from actions.refund_actions import ActionSubmitRefund
 from actions.resend_actions import ActionSubmitResend
-from tests.actions.conftest import Scripted
+from tests.scripted_http import Scripted
 
 UNAVAILABLE = "backoffice_unavailable"
 
@@ -54,7 +54,7 @@ async def test_slow_certificate_lookup(point_actions, scripted, conversation) ->
     assert time.monotonic() - started < 1.4
     assert conv.slots["flow_block"] == UNAVAILABLE and conv.slots["pin"] is None
     assert turn.responses == [] and conv.active_form is None
-    assert [(method, path) for method, path, _ in scripted.requests] == [("POST", "/certificates/lookup")]
+    assert [(r.method, r.path) for r in scripted.requests] == [("POST", "/certificates/lookup")]
     submitted = await conv.run(ActionSubmitBalance())
     assert_told_and_not_paused(submitted, conv)
 
@@ -65,7 +65,7 @@ async def test_5xx_resend(point_actions, scripted, conversation) -> None:
     await conv.start("resend_form", "не пришёл сертификат", "resend_certificate")
     turn = await conv.say("40817358")
     assert conv.slots["flow_block"] == UNAVAILABLE and conv.active_form is None and turn.responses == []
-    assert [(m, p) for m, p, _ in scripted.requests] == [("GET", "/orders/40817358")] * 2  # retried once
+    assert [(r.method, r.path) for r in scripted.requests] == [("GET", "/orders/40817358")] * 2  # retried once
     submitted = await conv.run(ActionSubmitResend())
     assert_told_and_not_paused(submitted, conv)
 
@@ -77,7 +77,7 @@ async def test_5xx_b2b_ticket(point_actions, scripted, conversation) -> None:
     assert conv.active_form is None
     submitted = await conv.run(ActionSubmitB2b())
     assert_told_and_not_paused(submitted, conv)
-    assert {path for _, path, _ in scripted.requests} == {"/tickets"}
+    assert {r.path for r in scripted.requests} == {"/tickets"}
 
 
 async def test_hand_over_without_a_ticket_does_not_pause(point_actions, scripted, conversation) -> None:
@@ -90,7 +90,7 @@ async def test_hand_over_without_a_ticket_does_not_pause(point_actions, scripted
     assert turn.responses == ["utter_handoff_failed"]
     assert "pause" not in turn.kinds() and not conv.paused and conv.slots["handoff_ticket_id"] is None
     # the ticket call carries an idempotency key, so it is retried
-    assert [(m, p) for m, p, _ in scripted.requests] == [("POST", "/tickets")] * 2
+    assert [(r.method, r.path) for r in scripted.requests] == [("POST", "/tickets")] * 2
     # the customer can ask again (the handbook: the bot tells them to), and it works once the CRM is back
     assert conv.slots["human_requested"] is True
 
@@ -122,7 +122,7 @@ async def test_refund_whose_reply_was_lost_is_not_made_twice(fresh_backoffice, p
     point_actions(scripted.url, timeout=0.4, retries=1)
     lost = await conv.run(ActionSubmitRefund())
     assert lost.responses[0] == "utter_backoffice_unavailable" and "pause" not in lost.kinds()
-    assert [p for m, p, _ in scripted.requests if m == "POST"].count("/refunds") == 2  # retried, same key
+    assert [r.path for r in scripted.requests if r.method == "POST"].count("/refunds") == 2  # retried, same key
     (made,) = fresh_backoffice.refunds_created("40817263")
 
     # the same submit again once the service answers: the refund that exists, not a second one
