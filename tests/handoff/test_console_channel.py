@@ -6,16 +6,15 @@ operators' queue with the bot's draft attached instead of reaching Rasa."""
 from __future__ import annotations
 
 import urllib.error
-from unittest.mock import AsyncMock
 
 import pytest
-from rasa.core.channels.channel import UserMessage
 
 import webchat.channel as channel_module
 from handoff.copilot import Copilot, CopilotModes, Draft
 from handoff.drafts import attached_draft
 from handoff.machine import HandoffService, State
-from webchat.channel import CopilotGate, SocketIOInput, SocketIOOutput
+from tests.webchat.socketio_channel import connected_channel
+from webchat.channel import CopilotGate, SocketIOOutput
 
 MARKER = {
     "handoff": {
@@ -45,17 +44,7 @@ async def chat(service: HandoffService, posted):
     channel_module.set_handoff_service(service)
     channel_module.set_copilot_gate(CopilotGate(modes=CopilotModes()))  # every topic autonomous
     received: list = []
-
-    async def on_new_message(message: UserMessage) -> None:
-        received.append(message)
-
-    channel = SocketIOInput.from_credentials(
-        {"user_message_evt": "user_uttered", "bot_message_evt": "bot_uttered", "session_persistence": True}
-    )
-    channel.blueprint(on_new_message)
-    sio = channel.sio
-    sio.emit = AsyncMock()
-    sid = await sio.manager.connect("engineio-1", "/")
+    channel, sio, sid = await connected_channel(received)
     await sio.handlers["/"]["session_request"](sid, {"session_id": "s1"})
     sio.emit.reset_mock()
 

@@ -3,34 +3,19 @@ from __future__ import annotations
 
 from unittest.mock import AsyncMock
 
-from rasa.core.channels.channel import UserMessage
-
-from webchat.channel import SocketIOInput, SocketIOOutput
-
-
-async def _connected_channel(received: list):
-    async def on_new_message(message: UserMessage) -> None:
-        received.append(message)
-
-    channel = SocketIOInput.from_credentials(
-        {"user_message_evt": "user_uttered", "bot_message_evt": "bot_uttered", "session_persistence": True}
-    )
-    channel.blueprint(on_new_message)
-    sio = channel.sio
-    sio.emit = AsyncMock()
-    sid = await sio.manager.connect("engineio-1", "/")
-    return channel, sio, sid
+from tests.webchat.socketio_channel import connected_channel
+from webchat.channel import SocketIOOutput
 
 
 async def test_session_request_joins_the_session_room_and_confirms():
-    channel, sio, sid = await _connected_channel([])
+    channel, sio, sid = await connected_channel([])
     await sio.handlers["/"]["session_request"](sid, {"session_id": "abc123"})
     assert "abc123" in sio.manager.get_rooms(sid, "/")
     sio.emit.assert_awaited_with("session_confirm", "abc123", room=sid, namespace=None)
 
 
 async def test_session_request_without_an_id_gets_a_new_one():
-    channel, sio, sid = await _connected_channel([])
+    channel, sio, sid = await connected_channel([])
     await sio.handlers["/"]["session_request"](sid, None)
     confirmed = sio.emit.await_args.args[1]
     assert len(confirmed) == 32 and confirmed in sio.manager.get_rooms(sid, "/")
@@ -38,7 +23,7 @@ async def test_session_request_without_an_id_gets_a_new_one():
 
 async def test_user_message_goes_to_rasa_under_the_session_id():
     received: list = []
-    channel, sio, sid = await _connected_channel(received)
+    channel, sio, sid = await connected_channel(received)
     await sio.handlers["/"]["user_uttered"](sid, {"message": "привет", "session_id": "abc123"})
     await sio.handlers["/"]["user_uttered"](sid, {"message": "без сессии"})  # ignored, as in Rasa
     assert [(m.text, m.sender_id, m.input_channel) for m in received] == [("привет", "abc123", "socketio")]
