@@ -235,38 +235,36 @@ def _sections(body: str) -> List[Tuple[str, List[str]]]:
     return [(h, p) for h, p in sections if p]
 
 
+def _greedy_join(parts: Iterable[str], joiner: str, max_chars: int) -> List[str]:
+    """Consecutive ``parts`` joined while the text stays within ``max_chars`` (a part longer than
+    that stands alone)."""
+    texts: List[str] = []
+    current = ""
+    for part in parts:
+        if current and len(current) + len(joiner) + len(part) > max_chars:
+            texts.append(current)
+            current = part
+        else:
+            current = f"{current}{joiner}{part}" if current else part
+    if current:
+        texts.append(current)
+    return texts
+
+
 def _split_long(paragraph: str, max_chars: int) -> List[str]:
+    """A paragraph over ``max_chars`` split between its lines (a list) or sentences."""
     if len(paragraph) <= max_chars:
         return [paragraph]
-    pieces: List[str] = []
-    current = ""
-    for unit in (paragraph.split("\n") if "\n" in paragraph else _SENTENCE_END_RE.split(paragraph)):
-        for part in (_SENTENCE_END_RE.split(unit) if len(unit) > max_chars else [unit]):
-            joiner = "\n" if "\n" in paragraph else " "
-            if current and len(current) + 1 + len(part) > max_chars:
-                pieces.append(current)
-                current = part
-            else:
-                current = f"{current}{joiner}{part}" if current else part
-    if current:
-        pieces.append(current)
-    return pieces
+    lines = "\n" in paragraph
+    units = paragraph.split("\n") if lines else _SENTENCE_END_RE.split(paragraph)
+    parts = [part for unit in units for part in (_SENTENCE_END_RE.split(unit) if len(unit) > max_chars else [unit])]
+    return _greedy_join(parts, "\n" if lines else " ", max_chars)
 
 
 def _pack(paragraphs: Iterable[str], max_chars: int) -> List[str]:
     """Greedy packing of whole paragraphs into texts of at most ``max_chars`` characters."""
-    texts: List[str] = []
-    current = ""
-    for paragraph in paragraphs:
-        for piece in _split_long(paragraph, max_chars):
-            if current and len(current) + 2 + len(piece) > max_chars:
-                texts.append(current)
-                current = piece
-            else:
-                current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        texts.append(current)
-    return texts
+    pieces = [piece for paragraph in paragraphs for piece in _split_long(paragraph, max_chars)]
+    return _greedy_join(pieces, "\n\n", max_chars)
 
 
 def chunk_article(article: Article, max_chars: int = 900, min_chars: int = 0) -> List[Chunk]:
