@@ -38,7 +38,8 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any, Awaitable, Callable, Dict, Optional, Set, Text
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Dict, Optional, Set, Text, Tuple
 from urllib.parse import quote
 
 from rasa.core.channels import socketio as rasa_socketio
@@ -80,6 +81,13 @@ def set_handoff_service(service: Any) -> None:
     _service = service
 
 
+@dataclass(frozen=True)
+class CopilotCheck:
+    handed_over: bool
+    #: Rasa's parse of the message when the check asked for it (passed on as the message's parse)
+    parse_data: Optional[Dict[str, Any]] = None
+
+
 class CopilotGate:
     """Decides whether a customer message is a copilot topic, and if so hands the conversation
     over with the bot's draft attached (see the module doc)."""
@@ -111,14 +119,15 @@ class CopilotGate:
 
         return self.modes.default is Mode.COPILOT or any(mode is Mode.COPILOT for mode in self.modes.topics.values())
 
-    async def hand_over_if_copilot(self, conversation_id: str, text: str) -> bool:
-        """True when ``text`` is a copilot topic and the conversation went to the operators."""
+    async def check(self, conversation_id: str, text: str) -> "CopilotCheck":
+        """Hands the conversation over when ``text`` is a copilot topic; the parse either way, so
+        that Rasa does not parse the same message again."""
         if not self.active():
-            return False  # the usual configuration: no parse round trip at all
+            return CopilotCheck(False)  # the usual configuration: no parse round trip at all
         parsed = await self.drafts.parse(text)
         intent = (parsed.get("intent") or {}).get("name")
         if not self.modes.is_copilot(intent):
-            return False
+            return CopilotCheck(False, parsed or None)
         from handoff.drafts import draft_summary
 
         draft = await self.drafts.draft_for(text, parsed)
@@ -130,7 +139,7 @@ class CopilotGate:
         ]
         summary = {"intent": intent, "reason": "copilot", "draft": draft_summary(draft, text)}
         await _call(service.hand_over, conversation_id, None, summary, transcript[-50:], reason=f"copilot topic {intent}")
-        return True
+        return CopilotCheck(True, parsed)
 
 
 _copilot_gate: Optional[CopilotGate] = None
@@ -331,33 +340,36 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
             self.relay = OperatorRelay(self.sio, self.bot_message_evt, self.namespace, self.name())
         return self.relay
 
-    async def route(self, sender_id: str, text: str) -> bool:
-        """Store the customer line in the hand-off core; → whether Rasa gets it (False while the
-        conversation is waiting for / with an operator)."""
+    async def route(self, sender_id: str, text: str) -> Tuple[bool, Optional[Dict[str, Any]]]:
+        """Store the customer line in the hand-off core; → whether Rasa gets it (not while the
+        conversation is waiting for / with an operator, nor for a copilot topic) and the parse
+        the copilot check already made, if any."""
         from handoff.machine import Route
 
         if not text or not text.strip():
-            return True
+            return True, None
         try:
             route = await _call(handoff_service().customer_message, sender_id, text[:4000])
         except Exception:  # the hand-off database is down: the bot must still answer
             logger.exception("hand-off routing failed for %s; the message goes to the bot", sender_id)
-            return True
+            return True, None
         if route is Route.OPERATOR:
-            return False
+            return False, None
+        check = CopilotCheck(False)
         try:
-            if await copilot_gate().hand_over_if_copilot(sender_id, text):
-                await self._relay().hold(sender_id)
-                return False
+            check = await copilot_gate().check(sender_id, text)
         except Exception:  # copilot is an extra pair of eyes: if it fails, the bot answers
             logger.exception("copilot check failed for %s; the message goes to the bot", sender_id)
+        if check.handed_over:
+            await self._relay().hold(sender_id)
+            return False, None
         try:
             # an operator may have just returned the conversation: Rasa must be resumed before
             # this message reaches it, not at the relay's next poll
             await self._relay().flush(sender_id)
         except Exception:
             logger.exception("delivering pending hand-off messages of %s failed", sender_id)
-        return True
+        return True, check.parse_data
 
     def get_output_channel(self) -> Optional[rasa_socketio.OutputChannel]:
         if self.sio is None:
@@ -399,7 +411,8 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
             text = data.get("message", "")
             if self.session_persistence:
                 self._relay().watch(sender_id)
-            if not await self.route(sender_id, text):
+            to_rasa, parse_data = await self.route(sender_id, text)
+            if not to_rasa:
                 logger.debug("message of %s kept for the operator (not passed to Rasa)", sender_id)
                 return
             await on_new_message(
@@ -407,6 +420,7 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
                     data.get("message", ""),
                     SocketIOOutput(sio, self.bot_message_evt),
                     sender_id,
+                    parse_data=parse_data,
                     input_channel=self.name(),
                     metadata=metadata,
                 )

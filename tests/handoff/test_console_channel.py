@@ -166,6 +166,8 @@ async def test_a_copilot_topic_goes_to_the_queue_with_the_draft_and_skips_rasa(c
     channel_module.set_copilot_gate(CopilotGate(CopilotModes.parse({"topics": {"b2b_documents": "copilot"}}), assistant))
     await say("сколько действует сертификат")  # an autonomous topic: the bot answers
     assert [m.text for m in received] == ["сколько действует сертификат"]
+    # with the check's parse, so Rasa does not parse the message a second time
+    assert received[0].parse_data["intent"]["name"] == "knowledge_question"
 
     await say("нужны закрывающие документы")
     assert [m.text for m in received] == ["сколько действует сертификат"]  # Rasa never saw it
@@ -214,3 +216,4 @@ async def test_no_copilot_topic_means_no_parse_round_trip(chat):
     channel_module.set_copilot_gate(CopilotGate(CopilotModes(), assistant))
     await say("нужны закрывающие документы")
     assert assistant.parsed == [] and len(received) == 1
+    assert received[0].parse_data is None  # Rasa parses it itself
