@@ -62,6 +62,19 @@ def _wait_until_up(url: str, process: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"{url} did not come up within {timeout:.0f} s")
 
 
+#: numeric libraries' thread pools: one thread each. The services encode one message at a time,
+#: where a second BLAS/OpenMP thread only spins (it took 60 % of a core beside the Rasa server's
+#: main thread under load, for no gain in latency). Set them yourself to override.
+SINGLE_THREADED_MATH = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def service_env(env: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    merged = dict(os.environ if env is None else env)
+    for name, value in SINGLE_THREADED_MATH.items():
+        merged.setdefault(name, value)
+    return merged
+
+
 def runtime_endpoints(settings: StackSettings) -> Path:
     """endpoints.yml with the action server's URL on this stack's port (ACTION_SERVER_PORT)."""
     yaml = YAML()
@@ -80,7 +93,7 @@ class Stack:
         self.processes: Dict[str, subprocess.Popen] = {}
 
     def _start(self, name: str, command: List[str], env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True, env=env)
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, start_new_session=True, env=service_env(env))
         self.processes[name] = process
         return process
 
@@ -101,7 +114,7 @@ class Stack:
         rasa = self._start(
             "rasa server",
             [
-                *_rasa_command(), "run",
+                sys.executable, "-m", "engine.rasa_server",
                 "--enable-api", "--cors", "*",
                 "--interface", s.host, "--port", str(s.rasa_port),
                 "--model", str(s.models_dir),
