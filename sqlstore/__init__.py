@@ -80,6 +80,23 @@ def _install_sqlite_transactions(engine: Engine, wal: bool) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def tune_sqlite_file(engine: Engine) -> None:
+    """For SQLite engines made elsewhere (Rasa's tracker store and event broker): WAL journal,
+    ``synchronous=NORMAL`` (in WAL mode a commit then waits for the disk once, at checkpoints,
+    and a crash loses no committed transaction; a power cut may lose the last ones) and a busy
+    timeout, so several processes share the file. No-op for other databases."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.close()
+
+
 def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(bind=engine, future=True, expire_on_commit=False)
 

@@ -97,3 +97,23 @@ def parse(agent) -> Callable[[str], Dict[str, Any]]:
 
 def entity_pairs(parsed: Dict[str, Any]) -> List[tuple]:
     return sorted((e["entity"], e["value"]) for e in parsed.get("entities", []))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (tests/local_servers.py): ``postgres.database()`` → a new database URL."""
+    from tests.local_servers import postgres_server, require
+
+    with postgres_server() as server:
+        require(server, "postgresql")
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server's URL (tests/local_servers.py)."""
+    from tests.local_servers import redis_server, require
+
+    with redis_server() as url:
+        require(url, "redis-server")
+        yield url

@@ -72,6 +72,11 @@ def running_stack(trained_model: str, directory: Path) -> Iterator[RunningStack]
         "STACK_PUBLIC_HOST": "127.0.0.1",
         "RASA_MODELS_DIR": str(Path(trained_model).parent),
         "RAG_QDRANT_PATH": str(directory / "qdrant"),
+        # conversations and their event stream in this test's folder, never the project's files
+        "CONVERSATIONS_DATABASE_URL": f"sqlite:///{directory / 'conversations.db'}",
+        "EVENTS_DATABASE_URL": f"sqlite:///{directory / 'events.db'}",
+        "CONVERSATION_STATE_KEY": "test-conversation-state-key",
+        "STACK_STATE_DIR": str(directory / "state"),
     }
     stack.process = subprocess.Popen(
         [sys.executable, "-m", "engine.stack", "--skip-train"],
