@@ -3,9 +3,10 @@
 A hand-over creates a CRM ticket (subject, short summary, transcript, priority, contact, the
 conversation id) through the back office, tells the customer when a human will answer (the
 ticket's ``first_response_by``, i.e. the CRM's own promise for support hours 9:00–21:00 MSK), ends
-whatever flow was running and pauses the bot in this conversation (``ConversationPaused``) until a
-human resumes it. If the ticket cannot be created, the customer is told so and the bot stays on —
-a paused conversation nobody knows about would be worse than no hand-over.
+whatever flow was running and sends the typed hand-over marker (``handoff.marker``): the hand-over
+gateway in the Rasa server then owns the conversation — operators' queue, the bot silent until a
+human gives it back. If the ticket cannot be created, the customer is told so and the bot stays
+on — a conversation waiting for a human nobody knows about would be worse than no hand-over.
 """
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import ConversationPaused, EventType, SlotSet
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from ruamel.yaml import YAML
 
 from actions.backoffice_client import BackofficeError, Ticket, idempotency_key, mask_code
 from actions.common import backoffice, conversation_turns, end_flow_events, latest_intent, request_id
 from engine.settings import PROJECT_ROOT
+from handoff.marker import HandoverMarker
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +126,10 @@ def summary_of(tracker: Tracker, reason: str, detail: Optional[str]) -> str:
     return "\n".join(lines)
 
 
-def handoff_marker(tracker: Tracker, ticket_id: str, reason: str, detail: Optional[str]) -> Dict[str, Any]:
-    """``{"handoff": {ticket_id, reason, summary: {intent, slots, last_messages, ...}, transcript}}``:
-    what the channel hands to the operators' queue (the certificate code masked, no PIN)."""
+def handoff_marker(tracker: Tracker, ticket_id: str, reason: str, detail: Optional[str]) -> HandoverMarker:
+    """What the hand-over gateway puts into the operators' queue: the ticket, the reason, a
+    summary (intent, the flow's data with the certificate code masked and no PIN, the customer's
+    last words) and the transcript."""
     slots: Dict[str, Any] = {}
     for slot in ("order_id", "inn", "brand", "email", "phone"):
         value = tracker.get_slot(slot)
@@ -145,14 +148,12 @@ def handoff_marker(tracker: Tracker, ticket_id: str, reason: str, detail: Option
     }
     if detail:
         summary["detail"] = detail
-    return {
-        "handoff": {
-            "ticket_id": ticket_id,
-            "reason": reason,
-            "summary": summary,
-            "transcript": [{"sender": t["sender"], "text": t["text"]} for t in turns],
-        }
-    }
+    return HandoverMarker(
+        ticket_id=ticket_id,
+        reason=reason,
+        summary=summary,
+        transcript=tuple({"sender": t["sender"], "text": t["text"]} for t in turns),
+    )
 
 
 def _contact(tracker: Tracker) -> Optional[str]:
@@ -176,7 +177,8 @@ async def hand_over(
     detail: Optional[str] = None,
     rules: Optional[EscalationRules] = None,
 ) -> List[EventType]:
-    """Ticket + the customer told when a human answers + the flow ended + the bot paused."""
+    """Ticket + the customer told when a human answers + the flow ended + the marker that hands
+    the conversation to the operators (the gateway keeps the bot silent from then on)."""
     rules = rules or escalation_rules()
     rule = rules.tickets[reason]
     key = idempotency_key("handoff", tracker.sender_id, tracker.get_slot("order_id"), reason, request_id(tracker))
@@ -197,18 +199,16 @@ async def hand_over(
         logger.error("hand-over (%s) failed: no ticket (%s)", reason, error.code)
         dispatcher.utter_message(response="utter_handoff_failed")
         return end_flow_events()
-    logger.info("hand-over (%s): ticket %s, conversation paused", reason, ticket.id)
+    logger.info("hand-over (%s): ticket %s", reason, ticket.id)
     response = "utter_handoff_online" if ticket.staff_online else "utter_handoff_offline"
     dispatcher.utter_message(response=response, ticket_id=str(ticket.id), **_when_words(ticket))
-    # the machine-readable marker: the socket.io channel (webchat/channel.py) intercepts it and
-    # puts the conversation into the operators' queue (handoff.HandoffService.hand_over)
-    dispatcher.utter_message(json_message=handoff_marker(tracker, str(ticket.id), reason, detail))
+    # last: the gateway (handoff/gateway.py) takes it out of the messages and queues the conversation
+    dispatcher.utter_message(json_message=handoff_marker(tracker, str(ticket.id), reason, detail).to_message())
     return [
         *end_flow_events(),
         SlotSet("human_requested", None),
         SlotSet("miss_streak", None),
         SlotSet("handoff_ticket_id", str(ticket.id)),
-        ConversationPaused(),
     ]
 
 

@@ -1,4 +1,7 @@
-"""The stack's Rasa server: ``rasa run`` with the runtime fixes of :mod:`engine.rasa_runtime`.
+"""The stack's Rasa server: ``rasa run`` with the runtime fixes of :mod:`engine.rasa_runtime` and
+every channel going through the hand-over gateway (:mod:`handoff.gateway`: who speaks in a
+conversation — the bot, the operators' queue, an operator — for REST, the web chat and any other
+channel of credentials.yml).
 
     python -m engine.rasa_server [any `rasa run` option]      (the run command starts it so)
 """
@@ -12,6 +15,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     from engine.rasa_runtime import apply_runtime_fixes
 
     apply_runtime_fixes()
+    from handoff.gateway import install_gateway
+
+    install_gateway()
     from rasa.__main__ import main as rasa_main
 
     sys.argv = ["rasa", "run", *(sys.argv[1:] if argv is None else argv)]

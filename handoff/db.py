@@ -8,6 +8,7 @@ UPDATE as the last line of defence.
 """
 from __future__ import annotations
 
+from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from handoff.models import Base
@@ -30,8 +31,18 @@ def engine_from_settings(settings: HandoffSettings) -> Engine:
     return make_engine(settings.database_url)
 
 
+#: columns added after the first release: (table, column, DDL type), added to older databases
+ADDED_COLUMNS = (("conversations", "channel", "VARCHAR(64)"),)
+
+
 def create_tables(engine: Engine) -> None:
+    """Missing tables, and the columns later versions added to existing ones."""
     Base.metadata.create_all(engine)
+    inspector = inspect(engine)
+    for table, column, ddl_type in ADDED_COLUMNS:
+        if column not in {existing["name"] for existing in inspector.get_columns(table)}:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}")
 
 
 def drop_tables(engine: Engine) -> None:

@@ -2,7 +2,8 @@
 
 :class:`AssistantDraftProvider` asks the running assistant, read-only:
 
-1. the Rasa server's ``/model/parse`` gives the intent and its confidence (the copilot *topic*);
+1. the NLU gives the intent and its confidence (the copilot *topic*): in the Rasa server's own
+   process (the hand-over gateway) its agent, elsewhere (the console) ``/model/parse``;
 2. a question for the knowledge base (``knowledge_question``, ``out_of_scope``, ``nlu_fallback``)
    is answered by the action server's read-only ``action_copilot_draft`` — the process that owns
    the knowledge-base index (an embedded Qdrant folder opens in one process only); when the action
@@ -25,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from handoff.copilot import Draft
 from handoff.machine import ConversationView, MessageView
@@ -124,7 +125,11 @@ class AssistantDraftProvider:
         knowledge: Optional[Callable[[], Any]] = None,
         scenarios: Optional[ScenarioReplies] = None,
         timeout: float = 15.0,
+        parser: Optional[Callable[[str], Awaitable[Dict[str, Any]]]] = None,
     ) -> None:
+        """``parser``: the NLU in this process (the hand-over gateway passes its agent's
+        ``parse_message``); else Rasa's ``/model/parse`` at ``rasa_url``."""
+        self._parser = parser
         self.rasa_url = rasa_url.rstrip("/")
         self.action_server_url = action_server_url.rstrip("/") if action_server_url else None
         self._knowledge_factory = knowledge
@@ -140,6 +145,8 @@ class AssistantDraftProvider:
 
     async def parse(self, text: str) -> Dict[str, Any]:
         """Rasa's parse of ``text`` ({} when the Rasa server cannot be reached)."""
+        if self._parser is not None:
+            return dict(await self._parser(text) or {})
         try:
             return await _call(_post_json, f"{self.rasa_url}/model/parse", {"text": text}, self.timeout) or {}
         except (urllib.error.URLError, OSError, ValueError) as error:

@@ -545,17 +545,23 @@ class HandoffService:
 
         def work(session: Session, now: datetime) -> ConversationView:
             conversation = self._locked_or_created(session, conversation_id, now, actor)
-            if is_noop(conversation.state, Action.HAND_OVER):
-                return ConversationView.of(conversation)
-            next_state(conversation.state, Action.HAND_OVER)  # closed: IllegalTransition before any change
-            conversation.ticket_id = ticket
-            conversation.summary = brief.to_dict()
-            conversation.transcript = [dict(turn) for turn in turns]
-            conversation.waiting_since = now
-            self._transition(session, conversation, Action.HAND_OVER, actor, now, reason)
+            self._hand_over_in(session, conversation, ticket, brief, turns, now, actor, reason)
             return ConversationView.of(conversation)
 
         return self.write(work)
+
+    def _hand_over_in(
+        self, session: Session, conversation: Conversation, ticket: Optional[str], brief: HandoffSummary,
+        turns: Sequence[Mapping[str, str]], now: datetime, actor: str, reason: Optional[str],
+    ) -> None:
+        if is_noop(conversation.state, Action.HAND_OVER):
+            return
+        next_state(conversation.state, Action.HAND_OVER)  # closed: IllegalTransition before any change
+        conversation.ticket_id = ticket
+        conversation.summary = brief.to_dict()
+        conversation.transcript = [dict(turn) for turn in turns]
+        conversation.waiting_since = now
+        self._transition(session, conversation, Action.HAND_OVER, actor, now, reason)
 
     def take(self, conversation_id: str, operator: str) -> ConversationView:
         """waiting → operator. Taking it again as its owner is a no-op; another operator gets
@@ -618,19 +624,89 @@ class HandoffService:
 
     # --- messages -------------------------------------------------------------------------------
 
-    def customer_message(self, conversation_id: str, text: str) -> Route:
+    def customer_message(self, conversation_id: str, text: str, channel: Optional[str] = None) -> Route:
         """Store a customer line and say where it goes: :attr:`Route.BOT` (hand it to Rasa) in bot
         state — a closed conversation reopens to the bot first — or :attr:`Route.OPERATOR` while
-        waiting / with an operator (kept for the operator; the bot must not see it)."""
-        conversation_id, text = _conversation_id(conversation_id), _text(text)
+        waiting / with an operator (kept for the operator; the bot must not see it). ``channel``:
+        the input channel it came from, where operator replies go."""
+        return self.customer_line(conversation_id, text, channel)[0]
 
-        def work(session: Session, now: datetime) -> Route:
+    def customer_line(
+        self, conversation_id: str, text: str, channel: Optional[str] = None
+    ) -> Tuple[Route, MessageView]:
+        """:meth:`customer_message`, with the stored line."""
+        conversation_id, text = _conversation_id(conversation_id), _text(text)
+        if channel is not None and (not isinstance(channel, str) or not channel or len(channel) > 64):
+            raise InvalidInput("A channel name is 1..64 characters.")
+
+        def work(session: Session, now: datetime) -> Tuple[Route, MessageView]:
             conversation = self._locked_or_created(session, conversation_id, now, "customer")
+            if channel and conversation.channel != channel:
+                conversation.channel = channel
             if conversation.state == State.CLOSED.value:
                 self._transition(session, conversation, Action.REOPEN, "customer", now, "the customer wrote")
             route = route_in(conversation.state)
-            self._add_message(session, conversation, "customer", text, now, delivered=route is Route.BOT)
-            return route
+            if route is Route.BOT:
+                # an operator returned / closed it and the customer wrote before anyone said so:
+                # the conversation simply goes on, nobody has to act on those lines any more
+                session.execute(
+                    update(Message)
+                    .where(
+                        Message.conversation_id == conversation_id,
+                        Message.sender == "system",
+                        Message.text.in_(("returned", "closed")),
+                        Message.delivered.is_(False),
+                    )
+                    .values(delivered=True)
+                    .execution_options(synchronize_session=False)
+                )
+            line = self._add_message(session, conversation, "customer", text, now, delivered=route is Route.BOT)
+            return route, MessageView.of(line)
+
+        return self.write(work)
+
+    def bot_turn(
+        self,
+        conversation_id: str,
+        texts: Sequence[str],
+        *,
+        hand_over: Optional[Tuple[Union[str, int, None], Union[HandoffSummary, Mapping[str, Any], None],
+                                  Sequence[Mapping[str, str]], Optional[str]]] = None,
+        mask_line: Optional[Tuple[int, str]] = None,
+    ) -> BotGate:
+        """The end of a bot turn, in ONE transaction: check that the bot still owns the
+        conversation and store its lines (delivered); then, if the turn handed over
+        (``hand_over`` = ticket, summary, transcript, reason), move it to the queue. Falsy —
+        nothing stored, nothing may go out — when the bot no longer owns it. ``mask_line``
+        (message id, text) replaces a stored customer line (a secret answer, masked)."""
+        conversation_id = _conversation_id(conversation_id)
+        lines = [_text(text[:MAX_TEXT_LENGTH], "bot message") for text in texts if isinstance(text, str) and text.strip()]
+        handover = None
+        if hand_over is not None:
+            ticket, summary, transcript, reason = hand_over
+            turns = _transcript(transcript)
+            handover = (_ticket(ticket), HandoffSummary.coerce(summary, turns, self.summary_last_messages), turns, reason)
+
+        def work(session: Session, now: datetime) -> BotGate:
+            conversation = self._locked_or_created(session, conversation_id, now, "bot")
+            if mask_line is not None:
+                session.execute(
+                    update(Message)
+                    .where(Message.id == int(mask_line[0]), Message.conversation_id == conversation_id)
+                    .values(text=mask_line[1])
+                    .execution_options(synchronize_session=False)
+                )
+            state = State(conversation.state)
+            if not bot_may_send_in(state):
+                logger.info("conversation %s is %s: the bot's turn was held back", conversation_id, state.value)
+                return BotGate(conversation_id, False, state, conversation.version)
+            last_id = None
+            for text in lines:
+                last_id = self._add_message(session, conversation, "bot", text, now, delivered=True).id
+            if handover is not None:
+                ticket, brief, turns, reason = handover
+                self._hand_over_in(session, conversation, ticket, brief, turns, now, "bot", reason)
+            return BotGate(conversation_id, True, state, conversation.version, last_id)
 
         return self.write(work)
 

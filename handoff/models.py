@@ -1,6 +1,6 @@
 """Tables of the hand-off core (SQLAlchemy 1.4 declarative, portable: SQLite and PostgreSQL).
 
-* ``conversations`` — one row per Rasa conversation (id = the sender id): who owns it, the CRM
+* ``conversations`` — one row per Rasa conversation (id = the sender id): who owns it, its channel, the CRM
   ticket and summary of the current hand-over, and ``version``, the optimistic lock every write
   bumps (``UPDATE ... WHERE version = :seen``).
 * ``messages`` — the live transcript: customer, bot, operator and system lines; ``delivered``
@@ -52,6 +52,9 @@ class Conversation(Base):
 
     id = Column(String(ID_LENGTH), primary_key=True)  # the Rasa sender id
     state = Column(String(10), nullable=False, default="bot")
+    #: the input channel the customer last wrote from (``socketio``, ``rest``, …): where operator
+    #: replies go (handoff.gateway)
+    channel = Column(String(64), nullable=True)
     operator_id = Column(String(ID_LENGTH), nullable=True)  # the owner while state = operator
     ticket_id = Column(String(64), nullable=True)  # the CRM ticket of the current hand-over
     summary = Column(JSON, nullable=True)  # {"intent", "slots", "last_messages", ...}

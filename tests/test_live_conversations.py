@@ -1,19 +1,22 @@
 """The demo cases of backoffice/DEMO.md through the REST channel of the running stack: the real
 Rasa server (trained model), the real action server and the real back office on a fresh demo
 database. Each conversation of tests/data/live_conversations.yml must get the replies the
-handbook prescribes, end handed over (paused, with its CRM ticket) or not, and afterwards the
-database must hold exactly the refunds and resends that should exist."""
+handbook prescribes, end handed over (waiting in the operators' queue, with its CRM ticket) or
+not, and afterwards the database must hold exactly the refunds and resends that should exist."""
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
 from ruamel.yaml import YAML
 
-from engine.handoff import resume_conversation
+from engine.handoff import give_back
+from handoff.machine import HandoffService, State
+from handoff.settings import HandoffSettings
 from tests.stack_process import RunningStack, running_stack
 
 pytestmark = pytest.mark.slow
@@ -31,6 +34,10 @@ def stack(trained_model, tmp_path_factory) -> Iterator[RunningStack]:
 def query(stack: RunningStack, sql: str, *args: Any) -> List[tuple]:
     with sqlite3.connect(stack.database) as db:
         return db.execute(sql, args).fetchall()
+
+
+def handoff(stack: RunningStack) -> HandoffService:
+    return HandoffService.from_settings(HandoffSettings(database_url=f"sqlite:///{stack.handoff_database}"))
 
 
 def sender_of(index: int) -> str:
@@ -52,8 +59,8 @@ def test_demo_conversation(stack: RunningStack, index: int):
         for fragment in expected:
             assert str(fragment) in said, "\n".join(transcript) + f"\n(expected «{fragment}»)\n" + stack.log_tail()
 
-    tracker = stack.get(f"/conversations/{sender}/tracker")
-    assert tracker["paused"] is conversation["paused"], "\n".join(transcript)
+    state = handoff(stack).conversation(sender, with_messages=False).state
+    assert (state is State.WAITING) is conversation["handed_over"], "\n".join(transcript)
     categories = sorted(row[0] for row in query(stack, "SELECT category FROM tickets WHERE conversation_id = ?", sender))
     assert categories == sorted(conversation["tickets"]), "\n".join(transcript)
     if conversation["tickets"]:
@@ -76,13 +83,23 @@ def test_database_holds_exactly_the_expected_refunds_and_resends(stack: RunningS
 
 
 def test_a_handed_over_conversation_is_silent_until_resumed(stack: RunningStack):
-    handed_over = next(i for i, c in enumerate(CONVERSATIONS) if c["paused"])
+    handed_over = next(i for i, c in enumerate(CONVERSATIONS) if c["handed_over"])
     sender = sender_of(handed_over)
     assert stack.say(sender, "здравствуйте") == []
-    # a human (or the operator console) gives the conversation back to the bot
-    assert resume_conversation(stack.rasa_url, sender)
+    # a human (here the command line; or the operator console) gives the conversation back
+    assert give_back(handoff(stack), sender).state is State.BOT
+    # the gateway greets the customer back; a REST client pulls that line
+    deadline = time.monotonic() + 15
+    while True:
+        pulled = stack.get(f"/handoff/conversations/{sender}/messages")
+        if pulled["messages"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert pulled["state"] == "bot" and [m["text"] for m in pulled["messages"]] == ["Снова с вами ассистент. Чем ещё помочь?"]
     replies = stack.say(sender, "здравствуйте")
     assert any("Здравствуйте" in reply.get("text", "") for reply in replies), replies
-    # the customer's messages while paused were kept
+    # the customer's message while handed over was kept for the operator, not given to the bot
+    lines = [m for m in handoff(stack).conversation(sender).messages if m.sender == "customer"]
+    assert [m.text for m in lines].count("здравствуйте") == 2
     texts = [e.get("text") for e in stack.get(f"/conversations/{sender}/tracker")["events"] if e["event"] == "user"]
-    assert texts.count("здравствуйте") == 2
+    assert texts.count("здравствуйте") == 1

@@ -215,6 +215,18 @@ class Turn:
     def kinds(self) -> List[str]:
         return [e.get("event") for e in self.events]
 
+    @property
+    def handed_over(self) -> bool:
+        """The turn sent the hand-over marker (the gateway then queues the conversation)."""
+        return any(_is_handover(message) for message in self.messages)
+
+
+def _is_handover(message: Dict[str, Any]) -> bool:
+    from handoff.marker import HandoverMarker
+
+    custom = message.get("custom")
+    return isinstance(custom, dict) and "handoff" in custom and HandoverMarker.from_bot_message(message) is not None
+
 
 class Conversation:
     """One customer's conversation, as the action server sees it from Rasa 3.6.
@@ -235,7 +247,7 @@ class Conversation:
         self.active_form: Optional[str] = None
         self.latest_message: Dict[str, Any] = {}
         self.latest_action = ACTION_LISTEN
-        self.paused = False
+        self.handed_over = False  # a hand-over marker went out (the gateway queued the conversation)
         self.followup: Optional[str] = None
         self.transcript: List[Dict[str, Any]] = []  # every bot message, in order
 
@@ -250,7 +262,7 @@ class Conversation:
                 current[event["name"]] = event["value"]
         current.update(slots or {})
         return Tracker(
-            self.sender_id, current, dict(self.latest_message), events, self.paused, self.followup,
+            self.sender_id, current, dict(self.latest_message), events, False, self.followup,
             {"name": self.active_form} if self.active_form else {}, latest_action or self.latest_action,
         )
 
@@ -261,16 +273,14 @@ class Conversation:
                 self.slots[event["name"]] = event["value"]
             elif kind == "active_loop":
                 self.active_form = event.get("name")
-            elif kind == "pause":
-                self.paused = True
-            elif kind == "resume":
-                self.paused = False
             elif kind == "followup":
                 self.followup = event.get("name")
             self.events.append(dict(event))
 
     def _say_bot(self, messages: List[Dict[str, Any]]) -> None:
         for message in messages:
+            if _is_handover(message):
+                self.handed_over = True
             check_response(self.domain, message, self.slots)
             self.transcript.append(message)
             self.events.append({"event": "bot", "text": message.get("response") or message.get("text"),

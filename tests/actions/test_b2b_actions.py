@@ -26,7 +26,7 @@ async def test_documents_by_order_number(backoffice, conversation) -> None:
     assert conv.slots["b2b_reference"] == "заказ 40817314" and conv.active_form is None
 
     done = await conv.run(ActionSubmitB2b())
-    assert done.responses == ["utter_b2b_done"] and "pause" not in done.kinds()
+    assert done.responses == ["utter_b2b_done"] and not done.handed_over
     words = done.messages[0]
     assert words["inn"] == "7712345671" and words["reference"] == "заказ 40817314"
     assert words["documents"] == "УПД, акт сверки"

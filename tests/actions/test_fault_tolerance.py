@@ -1,6 +1,6 @@
 """The flows when the back office is down (a closed port), slow (replies after the timeout) or
 failing (5xx): no crash, the flow stops with ``flow_block=backoffice_unavailable``, the customer is
-told, and a hand-over that cannot create its ticket says so and does not pause the bot. Refunds
+told, and a hand-over that cannot create its ticket says so and does not hand the conversation over. Refunds
 stay exactly-once across outages and lost replies."""
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from tests.scripted_http import Scripted
 UNAVAILABLE = "backoffice_unavailable"
 
 
-def assert_told_and_not_paused(turn, conv) -> None:
+def assert_told_and_not_handed_over(turn, conv) -> None:
     assert turn.responses == ["utter_backoffice_unavailable", "utter_handoff_failed"]
-    assert "pause" not in turn.kinds() and not conv.paused
+    assert not turn.handed_over and not conv.handed_over
     assert conv.active_form is None and conv.slots["flow_block"] is None
 
 
@@ -41,7 +41,7 @@ async def test_down_refund_validation_and_submit(point_actions, closed_url, conv
     assert conv.slots["flow_block"] == UNAVAILABLE and conv.slots["order_id"] == "40817263"
     assert turn.responses == [] and conv.active_form is None  # the form completes; the submit explains
     submitted = await conv.run(ActionSubmitRefund())
-    assert_told_and_not_paused(submitted, conv)
+    assert_told_and_not_handed_over(submitted, conv)
 
 
 async def test_slow_certificate_lookup(point_actions, scripted, conversation) -> None:
@@ -56,7 +56,7 @@ async def test_slow_certificate_lookup(point_actions, scripted, conversation) ->
     assert turn.responses == [] and conv.active_form is None
     assert [(r.method, r.path) for r in scripted.requests] == [("POST", "/certificates/lookup")]
     submitted = await conv.run(ActionSubmitBalance())
-    assert_told_and_not_paused(submitted, conv)
+    assert_told_and_not_handed_over(submitted, conv)
 
 
 async def test_5xx_resend(point_actions, scripted, conversation) -> None:
@@ -67,7 +67,7 @@ async def test_5xx_resend(point_actions, scripted, conversation) -> None:
     assert conv.slots["flow_block"] == UNAVAILABLE and conv.active_form is None and turn.responses == []
     assert [(r.method, r.path) for r in scripted.requests] == [("GET", "/orders/40817358")] * 2  # retried once
     submitted = await conv.run(ActionSubmitResend())
-    assert_told_and_not_paused(submitted, conv)
+    assert_told_and_not_handed_over(submitted, conv)
 
 
 async def test_5xx_b2b_ticket(point_actions, scripted, conversation) -> None:
@@ -76,11 +76,11 @@ async def test_5xx_b2b_ticket(point_actions, scripted, conversation) -> None:
     await conv.start("b2b_form", "нужен УПД, ИНН 7712345671, заказ 40817314", "b2b_documents")
     assert conv.active_form is None
     submitted = await conv.run(ActionSubmitB2b())
-    assert_told_and_not_paused(submitted, conv)
+    assert_told_and_not_handed_over(submitted, conv)
     assert {r.path for r in scripted.requests} == {"/tickets"}
 
 
-async def test_hand_over_without_a_ticket_does_not_pause(point_actions, scripted, conversation) -> None:
+async def test_hand_over_without_a_ticket_does_not_hand_over(point_actions, scripted, conversation) -> None:
     point_actions(scripted.url, timeout=2, retries=1)
     conv = conversation()
     conv.user("оператор", intent="request_human")
@@ -88,7 +88,7 @@ async def test_hand_over_without_a_ticket_does_not_pause(point_actions, scripted
     conv.user("оператор!", intent="request_human")
     turn = await conv.run(ActionRequestHuman())
     assert turn.responses == ["utter_handoff_failed"]
-    assert "pause" not in turn.kinds() and not conv.paused and conv.slots["handoff_ticket_id"] is None
+    assert not turn.handed_over and not conv.handed_over and conv.slots["handoff_ticket_id"] is None
     # the ticket call carries an idempotency key, so it is retried
     assert [(r.method, r.path) for r in scripted.requests] == [("POST", "/tickets")] * 2
     # the customer can ask again (the handbook: the bot tells them to), and it works once the CRM is back
@@ -100,7 +100,7 @@ async def test_refund_while_down_then_up_is_made_once(fresh_backoffice, point_ac
     await confirmed_refund(conv)
     point_actions(closed_url, timeout=0.5, retries=1)
     down = await conv.run(ActionSubmitRefund())
-    assert_told_and_not_paused(down, conv)
+    assert_told_and_not_handed_over(down, conv)
     assert fresh_backoffice.refunds_created("40817263") == []
 
     point_actions(fresh_backoffice.url)
@@ -121,7 +121,7 @@ async def test_refund_whose_reply_was_lost_is_not_made_twice(fresh_backoffice, p
     scripted.proxy(fresh_backoffice.url, delay=1.0)  # the back office acts, the reply comes too late
     point_actions(scripted.url, timeout=0.4, retries=1)
     lost = await conv.run(ActionSubmitRefund())
-    assert lost.responses[0] == "utter_backoffice_unavailable" and "pause" not in lost.kinds()
+    assert lost.responses[0] == "utter_backoffice_unavailable" and not lost.handed_over
     assert [r.path for r in scripted.requests if r.method == "POST"].count("/refunds") == 2  # retried, same key
     (made,) = fresh_backoffice.refunds_created("40817263")
 

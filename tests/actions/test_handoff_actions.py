@@ -12,8 +12,8 @@ from actions.handoff_actions import (
 HANDOFF = ("utter_handoff_online", "utter_handoff_offline")
 
 
-def paused(turn) -> bool:
-    return "pause" in turn.kinds()
+def handed_over(turn) -> bool:
+    return turn.handed_over
 
 
 async def test_request_human_clarifies_first_then_hands_over(backoffice, conversation) -> None:
@@ -21,14 +21,14 @@ async def test_request_human_clarifies_first_then_hands_over(backoffice, convers
     conv.user("позовите оператора", intent="request_human")
     first = await conv.run(ActionRequestHuman())
     assert first.responses == ["utter_request_human_clarify"]
-    assert first.slots() == {"human_requested": True} and not paused(first)
+    assert first.slots() == {"human_requested": True} and not handed_over(first)
     assert backoffice.tickets(conv.sender_id) == []
 
     conv.user("оператора!", intent="request_human")
     second = await conv.run(ActionRequestHuman())
     response, marker = second.responses
     assert marker is None  # the machine-readable hand-over marker for the channel, no reply template
-    assert response in HANDOFF and paused(second) and conv.paused
+    assert response in HANDOFF and handed_over(second) and conv.handed_over
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["category"] == "human_request" and ticket["priority"] == "normal"
     assert ticket["subject"] == "Клиент просит живого сотрудника" and ticket["conversation_id"] == conv.sender_id
@@ -53,7 +53,7 @@ async def test_request_human_inside_a_form_offers_to_finish_and_resumes(backoffi
 
     conv.user("нет, оператора", intent="request_human")
     turn = await conv.run(ActionRequestHuman())
-    assert turn.responses[0] in HANDOFF and paused(turn) and conv.active_form is None
+    assert turn.responses[0] in HANDOFF and handed_over(turn) and conv.active_form is None
     assert (await conv.run(ActionResumeFlow())).events == []
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["category"] == "human_request"
@@ -63,7 +63,7 @@ async def test_complaint_is_a_high_priority_ticket(backoffice, conversation) -> 
     conv = conversation()
     conv.user("это безобразие, деньги списали дважды", intent="complaint")
     turn = await conv.run(ActionHandoff())
-    assert turn.responses[0] == "utter_complaint" and turn.responses[1] in HANDOFF and paused(turn)
+    assert turn.responses[0] == "utter_complaint" and turn.responses[1] in HANDOFF and handed_over(turn)
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["priority"] == "high" and ticket["category"] == "complaint"
     assert ticket["subject"] == "Жалоба клиента"
@@ -78,7 +78,7 @@ async def test_a_complaint_inside_a_form_is_not_read_as_an_answer(backoffice, co
     assert turn.rejected and turn.messages == []  # the form lets the policies handle it
     assert conv.slots["verification_failures"] is None and conv.slots["buyer_check"] is None
     handed = await conv.run(ActionHandoff())
-    assert handed.responses[0] == "utter_complaint" and paused(handed)
+    assert handed.responses[0] == "utter_complaint" and handed_over(handed)
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["priority"] == "high" and ticket["order_id"] == "40817263"
 

@@ -47,8 +47,8 @@ def knowledge(retriever) -> Iterator[callable]:
     set_knowledge_service(None)
 
 
-def paused(turn) -> bool:
-    return "pause" in turn.kinds()
+def handed_over(turn) -> bool:
+    return turn.handed_over
 
 
 async def test_a_knowledge_question_is_answered_with_its_source(backoffice, conversation, knowledge) -> None:
@@ -58,7 +58,7 @@ async def test_a_knowledge_question_is_answered_with_its_source(backoffice, conv
     turn = await conv.run(ActionAnswerQuestion())
     assert turn.responses == ["utter_kb_answer"]
     assert turn.messages[0]["answer"].endswith("Подробнее: «Можно ли вернуть деньги за сертификат».")
-    assert turn.slots() == {} and not paused(turn)
+    assert turn.slots() == {} and not handed_over(turn)
 
 
 async def test_an_unsure_match_gets_a_clarifying_question_and_counts_as_a_miss(backoffice, conversation, knowledge) -> None:
@@ -78,7 +78,7 @@ async def test_an_unsure_match_gets_a_clarifying_question_and_counts_as_a_miss(b
     picked = await conv.run(ActionAnswerQuestion())
     assert picked.responses == ["utter_kb_answer"]
     assert picked.messages[0]["answer"].endswith("Подробнее: «Можно ли вернуть деньги за сертификат».")
-    assert picked.slots() == {"kb_clarify": None} and not paused(picked)
+    assert picked.slots() == {"kb_clarify": None} and not handed_over(picked)
 
 
 async def test_a_stale_quick_reply_is_not_answered_from_an_unrelated_article(backoffice, conversation, knowledge) -> None:
@@ -98,12 +98,12 @@ async def test_two_misses_in_a_row_go_to_a_human(backoffice, conversation, knowl
     conv.user(OFF_TOPIC, intent="nlu_fallback")
     first = await conv.run(ActionAnswerQuestion())
     assert first.responses == ["utter_default"] and first.slots() == {"miss_streak": 1.0}
-    assert not paused(first)
+    assert not handed_over(first)
 
     conv.user("посоветуйте рецепт борща", intent="nlu_fallback")
     second = await conv.run(ActionAnswerQuestion())
     assert second.responses[0] == "utter_repeated_misses" and second.responses[1] in HANDOFF
-    assert paused(second) and conv.slots["miss_streak"] is None
+    assert handed_over(second) and conv.slots["miss_streak"] is None
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["category"] == "not_understood" and ticket["subject"] == "Ассистент дважды не понял клиента"
 
@@ -134,7 +134,7 @@ async def test_a_threat_the_nlu_missed_is_handed_over_as_irritation(backoffice, 
     conv = conversation()
     conv.user("если не вернёте деньги, подам в суд", intent="nlu_fallback")
     turn = await conv.run(ActionAnswerQuestion())
-    assert turn.responses[0] == "utter_complaint" and turn.responses[1] in HANDOFF and paused(turn)
+    assert turn.responses[0] == "utter_complaint" and turn.responses[1] in HANDOFF and handed_over(turn)
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["priority"] == "high" and ticket["category"] == "complaint"
 
@@ -165,7 +165,7 @@ async def test_a_copilot_draft_is_read_only(backoffice, conversation, knowledge)
     assert turn.events == []
     conv.user("я подам на вас в суд, верните деньги за сертификат", intent="knowledge_question")
     turn = await conv.run(ActionCopilotDraft())
-    assert turn.slots() == {} and not paused(turn)
+    assert turn.slots() == {} and not handed_over(turn)
     assert [m.get("custom", {}).get("copilot_draft", {}).get("status") for m in turn.messages] == ["answered"]
 
     knowledge(answer=1.1, clarify=1.1)

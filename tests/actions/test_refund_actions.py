@@ -24,8 +24,8 @@ async def verified(conv, order_id: str, check: str):
     return await conv.say(check)
 
 
-def paused(turn) -> bool:
-    return "pause" in turn.kinds()
+def handed_over(turn) -> bool:
+    return turn.handed_over
 
 
 def assert_flow_ended(conv) -> None:
@@ -65,7 +65,7 @@ async def test_refund_happy_path_then_only_ever_the_same_refund(fresh_backoffice
     refund_id = words["refund_id"]
     assert refund_id.isdigit() and words["amount"] == f"3{NBSP}000" and words["order_id"] == "40817263"
     assert "на карту" in words["payment_method"] and words["due_by"].count(".") == 2
-    assert not paused(done)
+    assert not handed_over(done)
     assert_flow_ended(conv)
 
     order = fresh_backoffice.order("40817263")
@@ -146,7 +146,7 @@ async def test_three_wrong_buyer_checks_hand_over(backoffice, conversation) -> N
     turn = await conv.run(ActionSubmitRefund())
     assert turn.responses[0] == "utter_verification_locked"
     assert turn.responses[1] in ("utter_handoff_online", "utter_handoff_offline")
-    assert paused(turn) and conv.paused
+    assert handed_over(turn) and conv.handed_over
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["category"] == "human_decision" and ticket["subject"] == "Не удалось проверить покупателя"
     assert ticket["order_id"] == "40817263" and turn.messages[1]["ticket_id"] == str(ticket["id"])
@@ -173,7 +173,7 @@ async def test_more_than_14_days_goes_to_staff(backoffice, conversation) -> None
     turn = await conv.run(ActionSubmitRefund())
     assert turn.responses[0] == "utter_refund_window_passed" and turn.messages[0]["days"] == "20"
     assert turn.responses[1] in ("utter_handoff_online", "utter_handoff_offline")
-    assert paused(turn)
+    assert handed_over(turn)
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["category"] == "human_decision" and ticket["priority"] == "normal"
     assert ticket["subject"] == "Возврат после 14 дней: письменное заявление" and ticket["order_id"] == "40817270"
@@ -197,7 +197,7 @@ async def test_refusals_explained_without_a_ticket(backoffice, conversation, ord
     await verified(conv, order_id, check)
     assert conv.slots["flow_block"] == response.removeprefix("utter_") and conv.active_form is None
     turn = await conv.run(ActionSubmitRefund())
-    assert turn.responses == [response] and not paused(turn)
+    assert turn.responses == [response] and not handed_over(turn)
     if balance:
         assert turn.messages[0]["balance"] == balance
     assert_flow_ended(conv)
@@ -210,7 +210,7 @@ async def test_corporate_order_goes_to_the_manager(backoffice, conversation) -> 
     await verified(conv, "40817314", "hr@romashka.ru")
     assert conv.slots["flow_block"] == "refund_b2b_manager_only"
     turn = await conv.run(ActionSubmitRefund())
-    assert turn.responses[0] == "utter_refund_b2b_manager_only" and paused(turn)
+    assert turn.responses[0] == "utter_refund_b2b_manager_only" and handed_over(turn)
     (ticket,) = backoffice.tickets(conv.sender_id)
     assert ticket["category"] == "human_decision" and ticket["subject"] == "Возврат по корпоративному заказу"
     assert backoffice.refunds_created("40817314") == []
@@ -222,7 +222,7 @@ async def test_already_refunded_order_shows_the_existing_refund(backoffice, conv
     await verified(conv, "40817369", "kirill@mail.ru")
     assert conv.slots["flow_block"] == "refund_already_exists"
     turn = await conv.run(ActionSubmitRefund())
-    assert turn.responses == ["utter_refund_exists"] and not paused(turn)
+    assert turn.responses == ["utter_refund_exists"] and not handed_over(turn)
     assert turn.messages[0]["refund_id"] == str(existing["id"]) and turn.messages[0]["order_id"] == "40817369"
     assert backoffice.refunds_created("40817369") == []
     assert backoffice.order("40817369")["refund"]["id"] == existing["id"]

@@ -1,6 +1,6 @@
 """Fixtures of the hand-off tests: a service on a temporary SQLite file with a clock the test
-moves, and — when ``HANDOFF_TEST_POSTGRES_URL`` (or ``BACKOFFICE_TEST_POSTGRES_URL``) points to a
-throw-away PostgreSQL — the same on a fresh schema of it (dropped afterwards)."""
+moves, and the same on PostgreSQL: a fresh database of the test session's own server (the
+``postgres`` fixture), or a fresh schema of ``HANDOFF_TEST_POSTGRES_URL`` when one is given."""
 from __future__ import annotations
 
 import os
@@ -60,30 +60,30 @@ def copilot(service: HandoffService) -> Copilot:
     return Copilot(service, CopilotModes.load())
 
 
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.skipif(
-            not POSTGRES_URL, reason="set HANDOFF_TEST_POSTGRES_URL to a throw-away PostgreSQL database")),
-    ]
-)
+@pytest.fixture(params=["sqlite", "postgresql"])
 def any_service(request, tmp_path: Path) -> Iterator[HandoffService]:
-    """The real clock, on SQLite and (when available) on PostgreSQL."""
+    """The real clock, on SQLite and on a real PostgreSQL server (a fresh database of it)."""
     if request.param == "sqlite":
         service = sqlite_service(tmp_path / "handoff.db", clock=lambda: datetime.now(timezone.utc))
         yield service
         service.session_factory.kw["bind"].dispose()
         return
-    schema = f"handoff_test_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_size=20)
+    url = POSTGRES_URL or request.getfixturevalue("postgres").database("handoff")
+    if POSTGRES_URL:  # a given server: a schema of its own
+        schema = f"handoff_test_{uuid.uuid4().hex[:12]}"
+        admin = make_engine(POSTGRES_URL)
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+        engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}, pool_size=20)
+    else:
+        admin, schema = None, None
+        engine = make_engine(url, pool_size=20)
     try:
         create_tables(engine)
         yield HandoffService(make_session_factory(engine))
     finally:
         engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        if admin is not None:
+            with admin.begin() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()

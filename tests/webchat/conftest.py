@@ -68,20 +68,3 @@ def artifacts_dir() -> Path:
     """Screenshots of the tests: test-artifacts/webchat/ in the project (git-ignored)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
-
-
-@pytest.fixture(autouse=True)
-def handoff_store(tmp_path):
-    """The channel's hand-over store in a throw-away SQLite file (never the project's handoff.db),
-    every topic autonomous."""
-    from handoff.machine import HandoffService
-    from handoff.settings import HandoffSettings
-    from handoff.copilot import CopilotModes
-    from webchat.channel import CopilotGate, set_copilot_gate, set_handoff_service
-
-    set_handoff_service(HandoffService.from_settings(HandoffSettings(database_url=f"sqlite:///{tmp_path / 'handoff.db'}")))
-    # in-process channel tests must not ask whatever Rasa listens on :5005 for intents
-    set_copilot_gate(CopilotGate(modes=CopilotModes()))
-    yield
-    set_handoff_service(None)
-    set_copilot_gate(None)

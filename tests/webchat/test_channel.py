@@ -34,3 +34,12 @@ async def test_custom_json_is_sent_as_the_event_data():
     sio = AsyncMock()
     await SocketIOOutput(sio, "bot_uttered").send_custom_json("abc123", {"kind": "card", "id": 1})
     sio.emit.assert_awaited_once_with("bot_uttered", {"kind": "card", "id": 1}, room="abc123")
+
+
+async def test_reachable_only_while_a_socket_of_the_session_is_connected_here():
+    channel, sio, sid = await connected_channel([])
+    assert not channel.reachable("abc123")
+    await sio.handlers["/"]["session_request"](sid, {"session_id": "abc123"})
+    assert channel.reachable("abc123") and not channel.reachable("other")
+    await sio.manager.disconnect(sid, "/")
+    assert not channel.reachable("abc123")
