@@ -189,7 +189,11 @@ class NginxProxy:
     """A reverse proxy in front of replicas: ``routes`` maps a listening port to its upstream
     ports. HTTP is spread over the replicas (least connections; the conversations' state is in
     the shared stores, any replica can answer any turn); socket.io (``/socket.io/``) sticks to
-    one replica per client address, as its long-polling handshake needs, with WebSocket upgrades."""
+    one replica per client address, as its long-polling handshake needs, with WebSocket upgrades.
+
+    A request a replica cannot take (it died, it is restarting) goes to the other one, POSTs too
+    (``non_idempotent``): a turn is saved only when it ends, and the back office makes money
+    actions idempotent, so a turn re-run after a crash does nothing twice."""
 
     directory: Path
     routes: Dict[int, List[int]] = field(default_factory=dict)
@@ -205,7 +209,7 @@ class NginxProxy:
     def config(self) -> str:
         servers = []
         for listen, upstreams in sorted(self.routes.items()):
-            members = "\n".join(f"        server 127.0.0.1:{port} max_fails=0;" for port in upstreams)
+            members = "\n".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" for port in upstreams)
             servers.append(f"""
     upstream spread_{listen} {{
         least_conn;
@@ -232,7 +236,8 @@ class NginxProxy:
             proxy_set_header Connection "";
             proxy_set_header Host $host;
             proxy_read_timeout 300s;
-            proxy_next_upstream error timeout;
+            proxy_next_upstream error non_idempotent;
+            proxy_next_upstream_tries 2;
         }}
     }}""")
         temp = self.directory / "temp"
