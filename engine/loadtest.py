@@ -28,8 +28,8 @@ import argparse
 import asyncio
 import itertools
 import json
+import math
 import random
-import statistics
 import sys
 import time
 import uuid
@@ -107,7 +107,7 @@ def percentile(values: Sequence[float], share: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(1, int(round(share * len(ordered) + 0.5)))
+    rank = max(1, math.ceil(share * len(ordered) - 1e-9))  # the smallest value ≥ that share of all
     return ordered[min(rank, len(ordered)) - 1]
 
 

@@ -273,7 +273,7 @@ def print_banner(settings: StackSettings, stack: Optional[Stack] = None) -> None
                  -d '{{"sender": "me", "message": "хочу вернуть деньги за заказ 40817263"}}'
   NLU parse:   curl -s -X POST {s.rasa_url}/model/parse -d '{{"text": "не пришел сертификат"}}'
   socket.io:   {s.rasa_url}/socket.io  (events user_uttered / bot_uttered)
-  Terminal:    .venv/bin/rasa shell   (in another terminal)
+  Terminal:    .venv/bin/python -m engine.chat   (a REST chat; operator replies arrive too)
   Actions:     {s.action_url}/webhook
   Back office: {s.backoffice_url}/openapi.json  (demo cases: backoffice/DEMO.md)
 {scale}Press Ctrl-C to stop everything.

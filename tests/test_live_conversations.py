@@ -27,7 +27,12 @@ CONVERSATIONS: List[Dict[str, Any]] = CASES["conversations"]
 
 @pytest.fixture(scope="module")
 def stack(trained_model, tmp_path_factory) -> Iterator[RunningStack]:
-    with running_stack(trained_model, tmp_path_factory.mktemp("live-stack")) as running:
+    directory = tmp_path_factory.mktemp("live-stack")
+    # every topic autonomous, so each demo flow runs to its end (copilot.yml sends the corporate
+    # documents to an operator in every channel: tests/handoff/test_gateway.py, the browser tests)
+    modes = directory / "copilot.yml"
+    modes.write_text("default: autonomous\n", encoding="utf-8")
+    with running_stack(trained_model, directory, {"HANDOFF_MODES_FILE": str(modes)}) as running:
         yield running
 
 
@@ -103,3 +108,15 @@ def test_a_handed_over_conversation_is_silent_until_resumed(stack: RunningStack)
     assert [m.text for m in lines].count("здравствуйте") == 2
     texts = [e.get("text") for e in stack.get(f"/conversations/{sender}/tracker")["events"] if e["event"] == "user"]
     assert texts.count("здравствуйте") == 1
+
+
+def test_the_terminal_chat_talks_to_the_running_stack(stack: RunningStack):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.chat", "--url", stack.rasa_url, "--sender", "terminal-1"],
+        input="ты бот?\n/exit\n", capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Ассистент: " in done.stdout and "виртуальный ассистент" in done.stdout, done.stdout

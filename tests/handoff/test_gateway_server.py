@@ -18,7 +18,9 @@ def app(tmp_path, monkeypatch):
     from rasa.core.run import configure_app
 
     monkeypatch.setenv("HANDOFF_DATABASE_URL", f"sqlite:///{tmp_path / 'handoff.db'}")
-    monkeypatch.setenv("HANDOFF_MODES_FILE", str(tmp_path / "no-copilot.yml"))  # every topic autonomous
+    modes = tmp_path / "copilot.yml"
+    modes.write_text("default: autonomous\n", encoding="utf-8")
+    monkeypatch.setenv("HANDOFF_MODES_FILE", str(modes))
     monkeypatch.setattr(rasa_channel, "register", register_through_gateway)
     app = configure_app([RestInput()], enable_api=False, port=0)
     app.ctx.agent = FakeAgent({"позовите оператора": [{"text": "Передаю."}, {"custom": MARKER.to_message()}]})

@@ -301,8 +301,9 @@ def test_a_copilot_topic_goes_to_an_operator_with_the_bot_s_draft(browser, chat,
     view = service.conversation(session_id)
     assert view.summary["reason"] == "copilot" and view.summary["intent"] == "b2b_documents"
     assert view.state.value == "operator" and view.operator_id == "boris"
-    # the bot itself said nothing but the hand-over notice
-    assert [m.text for m in view.messages if m.sender == "bot"] == []
+    # the bot itself said nothing but the hand-over notice (kept in the operators' transcript)
+    assert [m.text for m in view.messages if m.sender == "bot"] == [
+        "Передала ваш вопрос специалисту — он ответит здесь же. Пожалуйста, не закрывайте чат."]
     events = Copilot(service, CopilotModes.load()).events(session_id)
     assert [event["kind"] for event in events] == ["draft_shown", "rated", "sent"]
     assert events[0]["source"] == "scenario:b2b_form" and events[0]["topic"] == "b2b_documents"
