@@ -28,7 +28,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from engine.personal_data import AtRestPolicy
 from engine.personal_data import POLICY_OPTIONS
-from sqlstore import tune_sqlite_file
+from sqlstore import tune_sqlite_file, writer_lock
 
 
 class MaskedSQLEventBroker(SQLEventBroker):
@@ -67,5 +67,5 @@ class MaskedSQLEventBroker(SQLEventBroker):
         rows = [{"sender_id": event.get("sender_id"), "data": json.dumps(event)} for event in events]
         if not rows:
             return
-        with self.engine.begin() as connection:
+        with writer_lock(self.engine), self.engine.begin() as connection:
             connection.execute(self.SQLBrokerEvent.__table__.insert(), rows)

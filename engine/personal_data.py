@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 from engine.settings import PROJECT_ROOT
 
@@ -215,6 +215,28 @@ class AtRestPolicy:
             else:
                 event["value"] = self._mask_tree(value)
         return event
+
+    def stored_and_broadcast(
+        self, event: Mapping[str, Any], requested_slot: Optional[str], sealer: Sealer
+    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """:meth:`stored` and :meth:`broadcast` of one event, its texts masked once (the tracker
+        store writes both on every turn)."""
+        masked = self._masked(copy.deepcopy(dict(event)), requested_slot)
+        if masked.get("event") != "slot":
+            return masked, dict(masked)
+        stored, broadcast = dict(masked), dict(masked)
+        name, value = str(masked.get("name")), masked.get("value")
+        if name in self.secret_slots:
+            stored["value"] = broadcast["value"] = None if value is None else SECRET_PLACEHOLDER
+            return stored, broadcast
+        if self._needs_sealing(name, value):
+            stored["value"] = sealer.seal(value)
+        if name in self.sealed_slots and value is not None:
+            hidden = self._mask_tree(value)
+            broadcast["value"] = hidden if hidden != value else SECRET_PLACEHOLDER
+        else:
+            broadcast["value"] = self._mask_tree(value)
+        return stored, broadcast
 
     @staticmethod
     def restored(event: Dict[str, Any], sealer: Sealer) -> Dict[str, Any]:

@@ -23,12 +23,16 @@ locked while a message is handled, so nothing else writes it meanwhile; a tracke
 is counted), inserts the new ones in one statement and publishes them (masked) after the commit,
 in one batch when the broker can take one. It uses SQLAlchemy Core rather than ORM sessions, and
 for SQLite one pool of connections (instead of a new connection per query) in WAL mode with
-``synchronous=NORMAL`` and a busy timeout.
+``synchronous=NORMAL`` and a busy timeout. Reads and writes run in worker threads, so the server
+goes on with other conversations while one waits for its database.
 """
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
+import threading
 from collections import OrderedDict
 
 import sqlalchemy as sa
@@ -45,7 +49,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 
 from engine.personal_data import POLICY_OPTIONS, REQUESTED_SLOT, AtRestPolicy, Sealer
-from sqlstore import tune_sqlite_file
+from sqlstore import tune_sqlite_file, writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +60,12 @@ STORED_EVENTS_ATTRIBUTE = "_sealed_store_stored_events"
 #: the endpoint options besides the policy's (``url`` arrives as ``host``)
 STORE_OPTIONS = ("dialect", "host", "port", "db", "username", "password", "login_db", "query", "key_file")
 
+
+
+async def _in_thread(function: Any, *args: Any) -> Any:
+    """Database work off the event loop: while one conversation waits for its commit (PostgreSQL
+    waits for the disk) the server goes on with the others."""
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(function, *args))
 
 
 def _requested_slots(events: List[Event]) -> List[Optional[str]]:
@@ -98,6 +108,7 @@ class SealedSQLTrackerStore(SQLTrackerStore):
             )
         self.policy = AtRestPolicy.from_options(policy_options)
         self._secret_answers: "OrderedDict[str, bool]" = OrderedDict()
+        self._answers_lock = threading.Lock()
         self.sealer = Sealer.from_env(Path(key_file) if key_file else None)
         super().__init__(domain, dialect, host, port, db, username, password, event_broker, login_db, query)
         self._use_pooled_sqlite()
@@ -131,6 +142,9 @@ class SealedSQLTrackerStore(SQLTrackerStore):
     async def _retrieve(
         self, sender_id: Text, fetch_events_from_all_sessions: bool
     ) -> Optional[DialogueStateTracker]:
+        return await _in_thread(self._retrieve_now, sender_id, fetch_events_from_all_sessions)
+
+    def _retrieve_now(self, sender_id: Text, fetch_events_from_all_sessions: bool) -> Optional[DialogueStateTracker]:
         table = self.SQLEvent.__table__
         where = table.c.sender_id == sender_id if fetch_events_from_all_sessions else self._session_clause(sender_id)
         with self.engine.connect() as connection:
@@ -145,10 +159,20 @@ class SealedSQLTrackerStore(SQLTrackerStore):
         return tracker
 
     async def save(self, tracker: DialogueStateTracker) -> None:
+        published = await _in_thread(self._save_now, tracker)
+        if not published:
+            return
+        if getattr(self.event_broker, "publish_masked", None) is not None:  # engine.event_broker: SQL too
+            await _in_thread(self._publish, published)
+        else:  # other brokers (Kafka, RabbitMQ…) belong to the event loop
+            self._publish(published)
+
+    def _save_now(self, tracker: DialogueStateTracker) -> List[Dict[str, Any]]:
+        """Write the tracker's new events; → them as the event broker gets them."""
         events = list(tracker.events)
         table = self.SQLEvent.__table__
         published: List[Dict[str, Any]] = []
-        with self.engine.begin() as connection:
+        with writer_lock(self.engine), self.engine.begin() as connection:
             known = getattr(tracker, STORED_EVENTS_ATTRIBUTE, None)
             if known and known[0] == tracker.sender_id and known[1] <= len(events):
                 stored = known[1]
@@ -160,28 +184,29 @@ class SealedSQLTrackerStore(SQLTrackerStore):
                 data = event.as_dict()
                 if isinstance(event, UserUttered):
                     self._remember_answer(tracker.sender_id, requested in self.policy.secret_answers)
+                stored, broadcast = self.policy.stored_and_broadcast(data, requested, self.sealer)
                 rows.append({
                     "sender_id": tracker.sender_id,
                     "type_name": event.type_name,
                     "timestamp": data.get("timestamp"),
                     "intent_name": (data.get("parse_data") or {}).get("intent", {}).get(INTENT_NAME_KEY),
                     "action_name": data.get("name"),
-                    "data": json.dumps(self.policy.stored(data, requested, self.sealer)),
+                    "data": json.dumps(stored),
                 })
                 if self.event_broker is not None:
-                    published.append({"sender_id": tracker.sender_id, **self.policy.broadcast(data, requested)})
+                    published.append({"sender_id": tracker.sender_id, **broadcast})
             if rows:
                 connection.execute(table.insert(), rows)
         setattr(tracker, STORED_EVENTS_ATTRIBUTE, (tracker.sender_id, len(events)))
-        if published:
-            self._publish(published)
+        return published
 
     def _remember_answer(self, sender_id: Text, secret: bool) -> None:
-        answers = self._secret_answers
-        answers.pop(sender_id, None)
-        answers[sender_id] = secret
-        while len(answers) > REMEMBERED_ANSWERS:
-            answers.popitem(last=False)
+        with self._answers_lock:  # saves run in worker threads
+            answers = self._secret_answers
+            answers.pop(sender_id, None)
+            answers[sender_id] = secret
+            while len(answers) > REMEMBERED_ANSWERS:
+                answers.popitem(last=False)
 
     def answered_secret(self, sender_id: Text) -> bool:
         """Whether the customer's latest message this process saved answered a secret question

@@ -193,36 +193,39 @@ class HandoverGateway:
         sender = message.sender_id
         text = message.text if isinstance(message.text, str) else ""
         channel = message.input_channel or message.output_channel.name()
-        line_id: Optional[int] = None
         parse_data = message.parse_data
-        if text.strip():
-            try:
-                route, line = await _call(self.service.customer_line, sender, text[:MAX_TEXT_LENGTH], channel)
-            except HandoffError as error:
-                logger.warning("conversation %s: message not recorded (%s); the bot answers", sender, error)
-                return await self._unguarded(message)
-            except Exception:  # the hand-off database is down: the customer must still get an answer
-                logger.exception("hand-off routing failed for %s; the bot answers without it", sender)
-                return await self._unguarded(message)
-            if route is Route.OPERATOR:
-                logger.debug("conversation %s is with the operators: message kept for them", sender)
-                return
-            line_id = line.id
-            if parse_data is None:
-                try:
-                    parsed, copilot_summary = await self.copilot.check(text)
-                except Exception:  # the copilot is an extra pair of eyes: if it fails, the bot answers
-                    logger.exception("copilot check failed for %s; the bot answers", sender)
-                    parsed, copilot_summary = None, None
-                if copilot_summary is not None:
-                    return await self._to_copilot(message, copilot_summary)
-                parse_data = parsed
-        else:
-            try:
-                if not await _call(self.service.may_bot_send, sender):
+        # the customer line: stored with the bot's turn when the bot owns the conversation (one
+        # write per turn), at once when it goes to an operator or reopens a closed conversation
+        deferred: Optional[Tuple[str, str]] = None
+        line_id: Optional[int] = None
+        try:
+            gate = await _call(self.service.gate, sender)
+            if not text.strip():
+                if not gate:
                     return
-            except Exception:
-                logger.exception("hand-off state of %s unknown; the bot answers", sender)
+            elif gate:
+                deferred = (text[:MAX_TEXT_LENGTH], channel)
+            else:
+                route, line = await _call(self.service.customer_line, sender, text[:MAX_TEXT_LENGTH], channel)
+                if route is Route.OPERATOR:
+                    logger.debug("conversation %s is with the operators: message kept for them", sender)
+                    return
+                line_id = line.id
+        except HandoffError as error:
+            logger.warning("conversation %s: message not recorded (%s); the bot answers", sender, error)
+            return await self._unguarded(message)
+        except Exception:  # the hand-off database is down: the customer must still get an answer
+            logger.exception("hand-off routing failed for %s; the bot answers without it", sender)
+            return await self._unguarded(message)
+        if text.strip() and parse_data is None:
+            try:
+                parsed, copilot_summary = await self.copilot.check(text)
+            except Exception:  # the copilot is an extra pair of eyes: if it fails, the bot answers
+                logger.exception("copilot check failed for %s; the bot answers", sender)
+                parsed, copilot_summary = None, None
+            if copilot_summary is not None:
+                return await self._to_copilot(message, copilot_summary, deferred)
+            parse_data = parsed
 
         turn = TurnOutput(message.output_channel.name())
         await self._agent().handle_message(
@@ -231,7 +234,7 @@ class HandoverGateway:
                 message_id=message.message_id, metadata=message.metadata,
             )
         )
-        await self._finish_turn(message, turn.messages, line_id, text)
+        await self._finish_turn(message, turn.messages, deferred, line_id, text)
 
     async def _unguarded(self, message: UserMessage) -> None:
         """The agent answers directly (the hand-off core is unavailable); no marker goes out."""
@@ -247,7 +250,8 @@ class HandoverGateway:
                 await message.output_channel.send_response(message.sender_id, bot_message)
 
     async def _finish_turn(
-        self, message: UserMessage, messages: List[Dict[str, Any]], line_id: Optional[int], text: str
+        self, message: UserMessage, messages: List[Dict[str, Any]], deferred: Optional[Tuple[str, str]],
+        line_id: Optional[int], text: str,
     ) -> None:
         sender = message.sender_id
         marker: Optional[HandoverMarker] = None
@@ -264,14 +268,19 @@ class HandoverGateway:
             outgoing.append({"custom": marker.public()})  # type: ignore[union-attr]
         texts = [transcript_text(m) for m in outgoing if not _is_marker(m)]
         mask_line = None
-        if line_id is not None and self._answered_secret(sender):
-            mask_line = (line_id, self._masked_secret(text))
+        if self._answered_secret(sender):  # the PIN / buyer check: not in the operators' transcript
+            if deferred is not None:
+                deferred = (self._masked_secret(deferred[0]), deferred[1])
+            elif line_id is not None:
+                mask_line = (line_id, self._masked_secret(text))
         hand_over = None
         if marker is not None:
             summary = {**marker.summary, "reason": marker.summary.get("reason") or marker.reason}
             hand_over = (marker.ticket_id, summary, list(marker.transcript), marker.reason)
         try:
-            gate: Any = await _call(self.service.bot_turn, sender, texts, hand_over=hand_over, mask_line=mask_line)
+            gate: Any = await _call(
+                self.service.bot_turn, sender, texts, hand_over=hand_over, mask_line=mask_line, customer=deferred
+            )
         except Exception:  # the hand-off database is down: answer, but promise no queue
             logger.exception("conversation %s: the bot's turn could not be recorded; sent unguarded", sender)
             gate, outgoing = True, [m for m in outgoing if not _is_marker(m)]
@@ -281,18 +290,23 @@ class HandoverGateway:
         for bot_message in outgoing:
             await message.output_channel.send_response(sender, bot_message)
 
-    async def _to_copilot(self, message: UserMessage, summary: Dict[str, Any]) -> None:
+    async def _to_copilot(
+        self, message: UserMessage, summary: Dict[str, Any], deferred: Optional[Tuple[str, str]]
+    ) -> None:
         """A copilot topic: the conversation goes to the queue with the bot's draft attached; the
         customer is told a specialist answers."""
         sender = message.sender_id
         hold = await self.say(COPILOT_HOLD_RESPONSE, sender, message.output_channel.name())
-        view = await _call(self.service.conversation, sender)
-        transcript = [
-            {"sender": line.sender, "text": line.text} for line in view.messages if line.sender in ("customer", "bot")
-        ][-50:]
+        try:
+            earlier = (await _call(self.service.conversation, sender)).messages
+        except HandoffError:  # the conversation's first message
+            earlier = ()
+        transcript = [{"sender": line.sender, "text": line.text} for line in earlier if line.sender in ("customer", "bot")]
+        if deferred is not None:
+            transcript.append({"sender": "customer", "text": deferred[0]})
         gate = await _call(
-            self.service.bot_turn, sender, [hold],
-            hand_over=(None, summary, transcript, f"copilot topic {summary.get('intent')}"),
+            self.service.bot_turn, sender, [hold], customer=deferred,
+            hand_over=(None, summary, transcript[-50:], f"copilot topic {summary.get('intent')}"),
         )
         if gate:
             await message.output_channel.send_response(sender, {"text": hold})

@@ -476,15 +476,17 @@ class HandoffService:
     @staticmethod
     def _add_message(
         session: Session, conversation: Conversation, sender: str, text: str, now: datetime, *,
-        delivered: bool, operator_id: Optional[str] = None,
+        delivered: bool, operator_id: Optional[str] = None, flush: bool = True,
     ) -> Message:
+        """``flush=False``: the caller flushes once after several lines (its ids come then)."""
         message = Message(
             conversation_id=conversation.id, sender=sender, text=text, created_at=now,
             delivered=delivered, operator_id=operator_id,
         )
         session.add(message)
         conversation.updated_at = now  # bumps the version: every write to the conversation is serialised
-        session.flush()
+        if flush:
+            session.flush()
         return message
 
     def _transition(
@@ -641,29 +643,37 @@ class HandoffService:
 
         def work(session: Session, now: datetime) -> Tuple[Route, MessageView]:
             conversation = self._locked_or_created(session, conversation_id, now, "customer")
-            if channel and conversation.channel != channel:
-                conversation.channel = channel
-            if conversation.state == State.CLOSED.value:
-                self._transition(session, conversation, Action.REOPEN, "customer", now, "the customer wrote")
-            route = route_in(conversation.state)
-            if route is Route.BOT:
-                # an operator returned / closed it and the customer wrote before anyone said so:
-                # the conversation simply goes on, nobody has to act on those lines any more
-                session.execute(
-                    update(Message)
-                    .where(
-                        Message.conversation_id == conversation_id,
-                        Message.sender == "system",
-                        Message.text.in_(("returned", "closed")),
-                        Message.delivered.is_(False),
-                    )
-                    .values(delivered=True)
-                    .execution_options(synchronize_session=False)
-                )
-            line = self._add_message(session, conversation, "customer", text, now, delivered=route is Route.BOT)
+            route, line = self._store_customer_line(session, conversation, text, channel, now, reopen=True)
             return route, MessageView.of(line)
 
         return self.write(work)
+
+    def _store_customer_line(
+        self, session: Session, conversation: Conversation, text: str, channel: Optional[str], now: datetime,
+        *, reopen: bool, flush: bool = True,
+    ) -> Tuple[Route, Message]:
+        conversation_id = conversation.id
+        if channel and conversation.channel != channel:
+            conversation.channel = channel
+        if reopen and conversation.state == State.CLOSED.value:
+            self._transition(session, conversation, Action.REOPEN, "customer", now, "the customer wrote")
+        route = route_in(conversation.state)
+        if route is Route.BOT:
+            # an operator returned / closed it and the customer wrote before anyone said so:
+            # the conversation simply goes on, nobody has to act on those lines any more
+            session.execute(
+                update(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.sender == "system",
+                    Message.text.in_(("returned", "closed")),
+                    Message.delivered.is_(False),
+                )
+                .values(delivered=True)
+                .execution_options(synchronize_session=False)
+            )
+        return route, self._add_message(session, conversation, "customer", text, now, delivered=route is Route.BOT,
+                                        flush=flush)
 
     def bot_turn(
         self,
@@ -673,13 +683,20 @@ class HandoffService:
         hand_over: Optional[Tuple[Union[str, int, None], Union[HandoffSummary, Mapping[str, Any], None],
                                   Sequence[Mapping[str, str]], Optional[str]]] = None,
         mask_line: Optional[Tuple[int, str]] = None,
+        customer: Optional[Tuple[str, Optional[str]]] = None,
     ) -> BotGate:
         """The end of a bot turn, in ONE transaction: check that the bot still owns the
         conversation and store its lines (delivered); then, if the turn handed over
         (``hand_over`` = ticket, summary, transcript, reason), move it to the queue. Falsy —
-        nothing stored, nothing may go out — when the bot no longer owns it. ``mask_line``
-        (message id, text) replaces a stored customer line (a secret answer, masked)."""
+        nothing stored, nothing may go out — when the bot no longer owns it.
+
+        ``customer`` (text, channel): the customer line this turn answered, stored first (the
+        gateway read the state before the turn instead of writing it twice) — kept whatever the
+        state, for the operator when one took the conversation meanwhile. ``mask_line``
+        (message id, text) replaces a customer line stored earlier (a secret answer, masked)."""
         conversation_id = _conversation_id(conversation_id)
+        if customer is not None:
+            customer = (_text(customer[0][:MAX_TEXT_LENGTH]), customer[1])
         lines = [_text(text[:MAX_TEXT_LENGTH], "bot message") for text in texts if isinstance(text, str) and text.strip()]
         handover = None
         if hand_over is not None:
@@ -689,6 +706,8 @@ class HandoffService:
 
         def work(session: Session, now: datetime) -> BotGate:
             conversation = self._locked_or_created(session, conversation_id, now, "bot")
+            if customer is not None:
+                self._store_customer_line(session, conversation, customer[0], customer[1], now, reopen=False, flush=False)
             if mask_line is not None:
                 session.execute(
                     update(Message)
@@ -698,11 +717,12 @@ class HandoffService:
                 )
             state = State(conversation.state)
             if not bot_may_send_in(state):
+                session.flush()
                 logger.info("conversation %s is %s: the bot's turn was held back", conversation_id, state.value)
                 return BotGate(conversation_id, False, state, conversation.version)
-            last_id = None
-            for text in lines:
-                last_id = self._add_message(session, conversation, "bot", text, now, delivered=True).id
+            said = [self._add_message(session, conversation, "bot", text, now, delivered=True, flush=False) for text in lines]
+            session.flush()  # one UPDATE of the conversation for the whole turn
+            last_id = said[-1].id if said else None
             if handover is not None:
                 ticket, brief, turns, reason = handover
                 self._hand_over_in(session, conversation, ticket, brief, turns, now, "bot", reason)

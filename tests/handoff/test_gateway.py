@@ -163,14 +163,17 @@ async def test_while_waiting_or_with_an_operator_the_bot_never_sees_the_customer
 
 async def test_an_operator_who_takes_the_conversation_mid_turn_silences_that_turn(service):
     def operator_takes() -> None:
-        if service.conversation("c1", with_messages=False).state is State.BOT:
+        if service.gate("c1").state is State.BOT:
             service.hand_over("c1", "T-9", None, [], actor="anna")
             service.take("c1", "anna")
 
     agent = FakeAgent({"вопрос": [{"text": "ответ бота"}]}, during_turn=operator_takes)
     gateway = HandoverGateway(lambda: agent, [], service=service, copilot=CopilotGate(modes=CopilotModes()))
     assert await say(gateway, "вопрос") == []
-    assert [m.sender for m in service.conversation("c1").messages if m.sender == "bot"] == []
+    lines = service.conversation("c1").messages
+    assert [m.sender for m in lines if m.sender == "bot"] == []
+    # the customer's message is there for the operator who took the conversation
+    assert [(m.text, m.delivered) for m in lines if m.sender == "customer"] == [("вопрос", False)]
 
 
 async def test_a_malformed_marker_is_never_shown_and_hands_nothing_over(service):
