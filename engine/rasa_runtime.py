@@ -1,7 +1,7 @@
 """Runtime fixes for Rasa 3.6: work it repeats on every message, removed without changing what it
 does. :func:`apply_runtime_fixes` installs them; the stack's Rasa server (``engine.rasa_server``)
-and the test suite's in-process agent call it. Found by profiling the server under load with
-py-spy (docs/benchmarks.md, «Load»).
+calls it; tests/engine/test_rasa_runtime.py compares each with Rasa's own code. Found by profiling
+the server under load with py-spy (docs/benchmarks.md, «Load»).
 
 - **Action results are validated against compiled schemas.** Rasa checks every action server
   response with ``jsonschema.validate(result, schema)``, which first validates the *schema*
@@ -15,12 +15,19 @@ py-spy (docs/benchmarks.md, «Load»).
   graph through ``dask.get`` (a scheduler built for parallel task graphs; ~10 % of the server's
   CPU for a dozen nodes in a row) after recomputing the minimal sub-graph. A memoised
   depth-first evaluation runs the same nodes with the same inputs, each once.
+- **The action server gets what it reads.** A form validation is sent the domain (rasa_sdk
+  reads its ``slots`` and ``forms``); Rasa serialises the whole domain for every call, its
+  responses being most of it (≈ 50 kB of a ≈ 70 kB request). It now goes without ``responses``
+  (the action server never renders a response: it names them), serialised once per model, and
+  the JSON carries Cyrillic as UTF-8 rather than ``\\uXXXX`` escapes (a third of the bytes).
 - **One HTTP session per endpoint.** Rasa opens a new aiohttp session (and TCP connection) for
-  every action call; the calls now share one session per endpoint and event loop (keep-alive),
-  closed with the server.
+  every action call; the calls now share one session per endpoint and event loop (keep-alive,
+  shorter than the action server's so a reused connection is never one it is closing), closed
+  with the server.
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Text, Tuple
 
@@ -70,7 +77,8 @@ def _is_valid_action_result(result: Any) -> bool:
     if not envelope.is_valid(result):
         return False
     for event in result.get("events") or ():
-        validator = by_type.get(event.get("event")) if isinstance(event, dict) else None
+        kind = event.get("event") if isinstance(event, dict) else None
+        validator = by_type.get(kind) if isinstance(kind, str) else None  # a list or dict is unhashable
         if validator is None or not validator.is_valid(event):
             return False
     return True
@@ -78,21 +86,23 @@ def _is_valid_action_result(result: Any) -> bool:
 
 def _validate_action_result(self: Any, result: Dict[Text, Any]) -> bool:
     from jsonschema import ValidationError
+    from jsonschema.exceptions import best_match
     from rasa.shared.constants import DOCS_BASE_URL
 
     if _is_valid_action_result(result):
         return True
-    try:
-        _action_result_validator().validate(result)
+    # the error jsonschema.validate raises: the best match of all errors (not the first one, which
+    # is what Validator.validate raises), descending into oneOf alternatives as it does
+    error: Optional[ValidationError] = best_match(_action_result_validator().iter_errors(result))
+    if error is None:
         return True
-    except ValidationError as error:
-        error.message += (
-            f". Failed to validate Action server response from API, "
-            f"make sure your response from the Action endpoint is valid. "
-            f"For more information about the format visit "
-            f"{DOCS_BASE_URL}/custom-actions"
-        )
-        raise error
+    error.message += (
+        f". Failed to validate Action server response from API, "
+        f"make sure your response from the Action endpoint is valid. "
+        f"For more information about the format visit "
+        f"{DOCS_BASE_URL}/custom-actions"
+    )
+    raise error
 
 
 # --- the graph runner -------------------------------------------------------------------------
@@ -137,9 +147,47 @@ def _run_graph(self: Any, inputs: Optional[Dict[Text, Any]] = None, targets: Opt
         raise GraphRunError("Error running runner.") from error
 
 
+# --- the action server's request ------------------------------------------------------------
+
+#: domain keys the action server is not sent (rasa_sdk reads slots and forms; responses are rendered by Rasa)
+UNSENT_DOMAIN_KEYS = ("responses",)
+
+
+def _action_call_format(self: Any, tracker: Any, domain: Any) -> Dict[Text, Any]:
+    """``RemoteAction._action_call_format`` with the slim domain, built once per model."""
+    import rasa
+    from rasa.shared.core.trackers import EventVerbosity
+
+    result = {
+        "next_action": self._name,
+        "sender_id": tracker.sender_id,
+        "tracker": tracker.current_state(EventVerbosity.ALL),
+        "version": rasa.__version__,
+    }
+    if not self._is_selective_domain_enabled() or domain.does_custom_action_explicitly_need_domain(self.name()):
+        slim = getattr(domain, "_action_server_domain", None)
+        if slim is None:
+            slim = {key: value for key, value in domain.as_dict().items() if key not in UNSENT_DOMAIN_KEYS}
+            domain._action_server_domain = slim  # a model's domain does not change while it serves
+        result["domain"] = slim
+    return result
+
+
 # --- pooled HTTP sessions ---------------------------------------------------------------------
 
 _sessions: Dict[Tuple[Any, ...], Any] = {}
+KEEPALIVE_SECONDS = 2.0
+
+
+def _json_utf8(value: Any) -> str:
+    """JSON with Cyrillic as UTF-8; a text with a lone surrogate (a client cut an emoji's UTF-16
+    pair in two) has no UTF-8 form, so it goes escaped, as Rasa sends everything."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
 
 
 class _BorrowedSession:
@@ -167,6 +215,11 @@ def _shared_session(self: Any) -> Any:
     session = _sessions.get(key)
     if session is None or session.closed or session._loop is not loop:
         session = aiohttp.ClientSession(
+            # a pooled connection is dropped after 2 s idle, before the server's keep-alive
+            # timeout (sanic: 5 s) closes it under a request being written ("Cannot write to
+            # closing transport": the action's turn lost, an empty reply)
+            connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE_SECONDS),
+            json_serialize=_json_utf8,
             headers=self.headers,
             auth=aiohttp.BasicAuth(*auth) if auth else None,
             timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
@@ -198,6 +251,7 @@ def apply_runtime_fixes() -> None:
     from rasa.engine.runner.dask import DaskGraphRunner
     from rasa.utils.endpoints import EndpointConfig
 
+    RemoteAction._action_call_format = _action_call_format  # type: ignore[assignment]
     RemoteAction._validate_action_result = _validate_action_result  # type: ignore[assignment]
     DaskGraphRunner.run = _run_graph  # type: ignore[assignment]
     EndpointConfig.session = _shared_session  # type: ignore[assignment]
