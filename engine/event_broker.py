@@ -52,6 +52,7 @@ class MaskedSQLEventBroker(SQLEventBroker):
             self.engine = sqlalchemy.create_engine(url, poolclass=QueuePool, connect_args={"check_same_thread": False})
             self.sessionmaker = sqlalchemy.orm.sessionmaker(bind=self.engine)
         tune_sqlite_file(self.engine)
+        self._insert = self.SQLBrokerEvent.__table__.insert()  # built once: its cache key is computed once
 
     @classmethod
     async def from_endpoint_config(
@@ -68,4 +69,4 @@ class MaskedSQLEventBroker(SQLEventBroker):
         if not rows:
             return
         with writer_lock(self.engine), self.engine.begin() as connection:
-            connection.execute(self.SQLBrokerEvent.__table__.insert(), rows)
+            connection.execute(self._insert, rows)

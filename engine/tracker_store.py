@@ -34,6 +34,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from functools import cached_property
 
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -126,7 +127,7 @@ class SealedSQLTrackerStore(SQLTrackerStore):
                                        connect_args={"check_same_thread": False})
         self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
 
-    def _session_clause(self, sender_id: Text) -> Any:
+    def _session_clause(self, sender_id: Any) -> Any:
         """Rasa's "events since the latest SessionStarted" filter, as a Core clause."""
         table = self.SQLEvent.__table__
         latest_start = (
@@ -139,16 +140,27 @@ class SealedSQLTrackerStore(SQLTrackerStore):
             sa.or_(table.c.timestamp >= latest_start, latest_start.is_(None)),
         )
 
+    @cached_property
+    def _statements(self) -> Dict[str, Any]:
+        """The hot path's statements, built once: SQLAlchemy computes a statement's cache key per
+        statement object, which for these took more time than the queries themselves."""
+        table = self.SQLEvent.__table__
+        sender = sa.bindparam("sender_id")
+        return {
+            "session": sa.select(table.c.data).where(self._session_clause(sender)).order_by(table.c.id),
+            "all": sa.select(table.c.data).where(table.c.sender_id == sender).order_by(table.c.id),
+            "insert": table.insert(),
+        }
+
     async def _retrieve(
         self, sender_id: Text, fetch_events_from_all_sessions: bool
     ) -> Optional[DialogueStateTracker]:
         return await _in_thread(self._retrieve_now, sender_id, fetch_events_from_all_sessions)
 
     def _retrieve_now(self, sender_id: Text, fetch_events_from_all_sessions: bool) -> Optional[DialogueStateTracker]:
-        table = self.SQLEvent.__table__
-        where = table.c.sender_id == sender_id if fetch_events_from_all_sessions else self._session_clause(sender_id)
+        query = self._statements["all" if fetch_events_from_all_sessions else "session"]
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(table.c.data).where(where).order_by(table.c.id)).fetchall()
+            rows = connection.execute(query, {"sender_id": sender_id}).fetchall()
         events = [self.policy.restored(json.loads(row.data), self.sealer) for row in rows]
         if not (self.domain and events):
             return None
@@ -170,7 +182,6 @@ class SealedSQLTrackerStore(SQLTrackerStore):
     def _save_now(self, tracker: DialogueStateTracker) -> List[Dict[str, Any]]:
         """Write the tracker's new events; → them as the event broker gets them."""
         events = list(tracker.events)
-        table = self.SQLEvent.__table__
         published: List[Dict[str, Any]] = []
         with writer_lock(self.engine), self.engine.begin() as connection:
             known = getattr(tracker, STORED_EVENTS_ATTRIBUTE, None)
@@ -196,7 +207,7 @@ class SealedSQLTrackerStore(SQLTrackerStore):
                 if self.event_broker is not None:
                     published.append({"sender_id": tracker.sender_id, **broadcast})
             if rows:
-                connection.execute(table.insert(), rows)
+                connection.execute(self._statements["insert"], rows)
         setattr(tracker, STORED_EVENTS_ATTRIBUTE, (tracker.sender_id, len(events)))
         return published
 

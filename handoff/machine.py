@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -385,6 +385,21 @@ def _ticket(value: Any) -> Optional[str]:
 
 # --- the service ------------------------------------------------------------------------------
 
+# statements of every customer turn, built once (SQLAlchemy computes a statement's cache key per
+# statement object: for a fresh one each time that cost more than the query)
+_STATE_OF = select(Conversation.state, Conversation.version).where(Conversation.id == bindparam("conversation_id"))
+_SETTLE_SYSTEM_LINES = (
+    update(Message)
+    .where(
+        Message.conversation_id == bindparam("of_conversation"),
+        Message.sender == "system",
+        Message.text.in_(("returned", "closed")),
+        Message.delivered.is_(False),
+    )
+    .values(delivered=True)
+    .execution_options(synchronize_session=False)
+)
+
 
 class _Retry(Exception):
     """The transaction lost a race it cannot see from inside: roll back and run it again."""
@@ -661,17 +676,7 @@ class HandoffService:
         if route is Route.BOT:
             # an operator returned / closed it and the customer wrote before anyone said so:
             # the conversation simply goes on, nobody has to act on those lines any more
-            session.execute(
-                update(Message)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.sender == "system",
-                    Message.text.in_(("returned", "closed")),
-                    Message.delivered.is_(False),
-                )
-                .values(delivered=True)
-                .execution_options(synchronize_session=False)
-            )
+            session.execute(_SETTLE_SYSTEM_LINES, {"of_conversation": conversation_id})
         return route, self._add_message(session, conversation, "customer", text, now, delivered=route is Route.BOT,
                                         flush=flush)
 
@@ -761,9 +766,7 @@ class HandoffService:
         conversation_id = _conversation_id(conversation_id)
 
         def work(session: Session, now: datetime) -> BotGate:
-            row = session.execute(
-                select(Conversation.state, Conversation.version).where(Conversation.id == conversation_id)
-            ).one_or_none()
+            row = session.execute(_STATE_OF, {"conversation_id": conversation_id}).one_or_none()
             if row is None:
                 return BotGate(conversation_id, True, State.BOT, 0)
             state = State(row.state)
