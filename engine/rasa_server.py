@@ -1,7 +1,7 @@
-"""The stack's Rasa server: ``rasa run`` with the runtime fixes of :mod:`engine.rasa_runtime` and
-every channel going through the hand-over gateway (:mod:`handoff.gateway`: who speaks in a
-conversation — the bot, the operators' queue, an operator — for REST, the web chat and any other
-channel of credentials.yml).
+"""The stack's Rasa server: ``rasa run`` with the runtime fixes of :mod:`engine.rasa_runtime`,
+personal data masked in its logs (:mod:`engine.log_masking`), and every channel going through
+the hand-over gateway (:mod:`handoff.gateway`: who speaks in a conversation — the bot, the
+operators' queue, an operator — for REST, the web chat and any other channel of credentials.yml).
 
     python -m engine.rasa_server [any `rasa run` option]      (the run command starts it so)
 """
@@ -12,8 +12,10 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    from engine.log_masking import install_log_masking
     from engine.rasa_runtime import apply_runtime_fixes
 
+    install_log_masking()
     apply_runtime_fixes()
     from handoff.gateway import install_gateway
 

@@ -196,7 +196,7 @@ class Stack:
             qdrant = self._qdrant_path_for(index)
             if qdrant:
                 extra["RAG_QDRANT_PATH"] = qdrant
-            sup.add(Service(name, [*_rasa_command(), "run", "actions", "--actions", "actions", "--port", str(port)],
+            sup.add(Service(name, [sys.executable, "-m", "engine.action_server", "--actions", "actions", "--port", str(port)],
                             self._env(**extra), health_url=f"http://127.0.0.1:{port}/health"))
             action_names.append(name)
         local_action_url = f"http://127.0.0.1:{s.action_port}"
