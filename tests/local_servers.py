@@ -16,7 +16,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -69,6 +69,27 @@ class PostgresServer:
 
 
 @contextmanager
+def _local(server: Any, timeout: float, stop_signal: int) -> Iterator[Optional[str]]:
+    """Start a ``LocalPostgres`` / ``LocalRedis`` (prepared in its folder); → None when it cannot
+    be had, else the error-free start; stopped and its folder removed afterwards."""
+    process = None
+    try:
+        try:
+            server.prepare()
+            process = subprocess.Popen(server.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            server.wait_ready(process, timeout=timeout)
+        except (ServiceUnavailable, OSError) as error:
+            print(f"{type(server).__name__} unavailable: {error}")
+            yield None
+            return
+        yield "up"
+    finally:
+        if process is not None:
+            _stop(process, stop_signal)
+        shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@contextmanager
 def postgres_server() -> Iterator[Optional[PostgresServer]]:
     """``TEST_POSTGRES_URL``'s server, else a local one; None when neither can be had."""
     given = os.environ.get("TEST_POSTGRES_URL")
@@ -81,23 +102,11 @@ def postgres_server() -> Iterator[Optional[PostgresServer]]:
     directory = Path(tempfile.mkdtemp(prefix="test-postgres-"))
     directory.chmod(0o777)
     local = LocalPostgres(directory, free_port())
-    process = None
-    try:
-        try:
-            local.prepare()
-            process = subprocess.Popen(local.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            local.wait_ready(process, timeout=60)
-        except (ServiceUnavailable, OSError) as error:
-            yield None
-            print(f"PostgreSQL unavailable: {error}")
-            return
-        server = PostgresServer(local.url("postgres"))
+    with _local(local, 60, signal.SIGINT) as up:
+        server = PostgresServer(local.url("postgres")) if up else None
         yield server
-        server.drop_all()
-    finally:
-        if process is not None:
-            _stop(process, signal.SIGINT)
-        shutil.rmtree(directory, ignore_errors=True)
+        if server is not None:
+            server.drop_all()
 
 
 @contextmanager
@@ -107,23 +116,9 @@ def redis_server() -> Iterator[Optional[str]]:
     if given:
         yield given
         return
-    directory = Path(tempfile.mkdtemp(prefix="test-redis-"))
-    local = LocalRedis(directory, free_port())
-    process = None
-    try:
-        try:
-            local.prepare()
-            process = subprocess.Popen(local.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            local.wait_ready(process, timeout=30)
-        except (ServiceUnavailable, OSError) as error:
-            print(f"Redis unavailable: {error}")
-            yield None
-            return
-        yield local.url
-    finally:
-        if process is not None:
-            _stop(process)
-        shutil.rmtree(directory, ignore_errors=True)
+    local = LocalRedis(Path(tempfile.mkdtemp(prefix="test-redis-")), free_port())
+    with _local(local, 30, signal.SIGTERM) as up:
+        yield local.url if up else None
 
 
 def require(server: object, package: str) -> None:
