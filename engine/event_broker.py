@@ -28,7 +28,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from engine.personal_data import AtRestPolicy
 from engine.personal_data import POLICY_OPTIONS
-from sqlstore import tune_sqlite_file, writer_lock
+from sqlstore import create_all_tables, tune_sqlite_file, writer_lock
 
 
 class MaskedSQLEventBroker(SQLEventBroker):
@@ -45,7 +45,8 @@ class MaskedSQLEventBroker(SQLEventBroker):
         self.policy = AtRestPolicy.from_options({name: options.pop(name) for name in POLICY_OPTIONS if name in options})
         if options:
             raise ValueError(f"MaskedSQLEventBroker: unknown option(s) {', '.join(sorted(options))}")
-        super().__init__(dialect, host, port, db, username, password)
+        # replicas starting together create the table at the same moment
+        create_all_tables(lambda: super(MaskedSQLEventBroker, self).__init__(dialect, host, port, db, username, password))
         if self.engine.dialect.name == "sqlite":  # one pool of connections, not one per event
             url = self.engine.url
             self.engine.dispose()

@@ -38,6 +38,8 @@ from engine.services import LocalPostgres, LocalRedis, NginxProxy, ServiceUnavai
 from engine.supervisor import Service, Supervisor, service_env
 from engine.settings import PROJECT_ROOT, StackSettings
 
+#: how often a service that exits while the stack starts is started again before the stack gives up
+STARTUP_RETRIES = 2
 #: the databases the scale-out profile creates on its local PostgreSQL
 LOCAL_DATABASES = {
     "CONVERSATIONS_DATABASE_URL": "conversations",
@@ -242,7 +244,7 @@ class Stack:
         sup.start(*action_names, wait=False)
         sup.start(*rasa_names, wait=False)
         for name in [*proxy_names, "back office", "web chat", "operator console", *action_names, *rasa_names]:
-            sup.wait_ready(sup.services[name])
+            sup.wait_ready(sup.services[name], retries=STARTUP_RETRIES)
 
     def stop(self) -> None:
         self.supervisor.stop()

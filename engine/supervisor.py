@@ -93,7 +93,10 @@ class Supervisor:
         service.started_at = time.monotonic()
         service.up = False
 
-    def wait_ready(self, service: Service, timeout: Optional[float] = None) -> None:
+    def wait_ready(self, service: Service, timeout: Optional[float] = None, retries: int = 0) -> None:
+        """Until the service answers. One that exits first is started again up to ``retries``
+        times (a replica that lost a race with another at start, a database still coming up),
+        after its back-off and within the same ``timeout``; else :class:`RuntimeError`."""
         timeout = self.startup_timeout if timeout is None else timeout
         assert service.process is not None
         if service.ready is not None:
@@ -102,11 +105,21 @@ class Supervisor:
             deadline = time.monotonic() + timeout
             while not _http_ok(service.health_url):
                 if service.process.poll() is not None:
-                    raise RuntimeError(f"the {service.name} exited with code {service.process.returncode}")
+                    if retries <= 0:
+                        raise RuntimeError(f"the {service.name} exited with code {service.process.returncode}")
+                    retries -= 1
+                    service.restarts += 1
+                    delay = self._backoff(service)
+                    self.report(f"✗ The {service.name} stopped while starting (exit code "
+                                f"{service.process.returncode}); starting it again in {delay:.0f} s.")
+                    self._kill_leftovers(service.process)
+                    time.sleep(delay)
+                    self._launch(service)
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{service.health_url} did not come up within {timeout:.0f} s")
                 time.sleep(0.3)
         service.up = True
+        service.restarts = 0
 
     def start(self, *names: str, wait: bool = True) -> None:
         """Launch ``names`` together, then wait until each is ready."""

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from handoff.models import Base
 from handoff.settings import HandoffSettings
-from sqlstore import SessionFactory, make_engine, make_session_factory, read_transaction, write_transaction
+from sqlstore import SessionFactory, create_all_tables, make_engine, make_session_factory, read_transaction, write_transaction
 
 __all__ = [
     "SessionFactory",
@@ -39,12 +39,15 @@ ADDED_COLUMNS = (("conversations", "channel", "VARCHAR(64)"),)
 
 def create_tables(engine: Engine) -> None:
     """Missing tables, and the columns later versions added to existing ones."""
-    Base.metadata.create_all(engine)
-    inspector = inspect(engine)
+    create_all_tables(lambda: Base.metadata.create_all(engine))  # the console and the gateways start together
     for table, column, ddl_type in ADDED_COLUMNS:
-        if column not in {existing["name"] for existing in inspector.get_columns(table)}:
-            with engine.begin() as connection:
-                connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}")
+        create_all_tables(lambda: _add_column(engine, table, column, ddl_type))
+
+
+def _add_column(engine: Engine, table: str, column: str, ddl_type: str) -> None:
+    if column not in {existing["name"] for existing in inspect(engine).get_columns(table)}:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl_type}")
 
 
 def drop_tables(engine: Engine) -> None:

@@ -11,6 +11,7 @@ Other databases (PostgreSQL) use their own transactions; the services lock their
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from typing import Any, Callable, ContextManager, Iterator, Optional
@@ -114,6 +115,29 @@ def tune_sqlite_file(engine: Engine) -> None:
         cursor.close()
 
 
+#: what a database says when another process is creating the same table (or holds the file)
+_CREATED_MEANWHILE = ("already exists", "duplicate column", "pg_type_typname_nsp_index", "duplicate key",
+                      "database is locked")
+
+
+def create_all_tables(create: Callable[[], Any], attempts: int = 5) -> Any:
+    """Run ``create`` (a ``metadata.create_all`` or a constructor that calls it) again when a
+    process started at the same moment created the same table first: PostgreSQL reports that as
+    a unique violation on its catalogue, SQLite as "already exists" or a locked file; the next try
+    finds it."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return create()
+        except (IntegrityError, ProgrammingError, OperationalError) as error:
+            text = str(getattr(error, "orig", error)).lower()
+            if attempt == attempts - 1 or not any(sign in text for sign in _CREATED_MEANWHILE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return None
+
+
 def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(bind=engine, future=True, expire_on_commit=False)
 
@@ -161,6 +185,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_SECONDS",
     "SessionFactory",
     "UTCDateTime",
+    "create_all_tables",
     "make_engine",
     "writer_lock",
     "make_session_factory",

@@ -295,6 +295,26 @@ def test_wait_ready_says_when_the_process_dies_before_it_is_ready(make_superviso
     assert not service.up
 
 
+def test_a_service_that_dies_while_starting_is_started_again_when_retries_are_allowed(make_supervisor, tmp_path) -> None:
+    """The stack allows a couple (two replicas racing to create a table, found by CI): the
+    first start exits, the second comes up, the death is reported."""
+    marker, port = tmp_path / "tried", free_port()
+    script = (
+        "import pathlib, runpy, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.write_text('x'); sys.exit(5)\n"
+        f"sys.argv = ['web', '{port}']\n"
+        f"exec({HTTP_SERVICE!r})\n"
+    )
+    sup = make_supervisor()
+    service = sup.add(Service("racy api", [PYTHON, "-c", script], health_url=f"http://127.0.0.1:{port}/"))
+    sup.start("racy api", wait=False)
+    sup.wait_ready(service, timeout=30, retries=2)
+    assert service.up and service.restarts == 0
+    assert any("racy api stopped while starting (exit code 5)" in line for line in sup.lines)
+
+
 def test_wait_ready_times_out_when_the_health_url_never_answers(make_supervisor) -> None:
     url = f"http://127.0.0.1:{free_port()}/health"
     sup = make_supervisor()
