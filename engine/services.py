@@ -228,6 +228,7 @@ class NginxProxy:
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_read_timeout 3600s;
         }}
         location / {{
@@ -235,6 +236,7 @@ class NginxProxy:
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_read_timeout 300s;
             proxy_next_upstream error non_idempotent;
             proxy_next_upstream_tries 2;

@@ -51,11 +51,16 @@ CLOSED_RESPONSE = "utter_handoff_closed"
 COPILOT_HOLD_RESPONSE = "utter_copilot_hold"
 #: said when the domain has no such response (another deployment's domain)
 FALLBACK_TEXTS = {
+    "utter_message_too_long": "Сообщение слишком длинное — напишите, пожалуйста, короче, в нескольких сообщениях.",
+    "utter_message_not_text": "Я понимаю только текст — напишите, пожалуйста, словами, чем помочь.",
+    "utter_slow_down": "Вы пишете очень часто — подождите, пожалуйста, минуту и напишите снова.",
     RETURNED_RESPONSE: "Снова с вами ассистент. Чем ещё помочь?",
     CLOSED_RESPONSE: "Оператор завершил диалог. Если понадобится помощь — просто напишите.",
     COPILOT_HOLD_RESPONSE: "Передала ваш вопрос специалисту — он ответит здесь же.",
 }
 SYSTEM_LINE_RESPONSES = {"returned": RETURNED_RESPONSE, "closed": CLOSED_RESPONSE}
+#: the metadata key under which a channel passes the client's network address (engine.edge limits)
+CLIENT_ADDRESS_KEY = "client_address"
 
 
 async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -141,6 +146,7 @@ class HandoverGateway:
         service: Optional[HandoffService] = None,
         copilot: Optional[CopilotGate] = None,
         poll_seconds: float = POLL_SECONDS,
+        edge: Any = None,
     ) -> None:
         self._agent = agent
         self.channels = list(channels)
@@ -148,6 +154,7 @@ class HandoverGateway:
         self._copilot = copilot
         self.poll_seconds = poll_seconds
         self._outbox: Any = None
+        self._edge: Any = edge
         self._push: Optional[Dict[str, Tuple[InputChannel, OutputChannel]]] = None
         self._relay_task: Optional[asyncio.Task] = None
         self._relay_lock = asyncio.Lock()
@@ -161,6 +168,27 @@ class HandoverGateway:
 
             self._service = HandoffService.from_settings(HandoffSettings.from_env())
         return self._service
+
+    @property
+    def edge(self) -> Any:
+        if self._edge is None:
+            from engine.edge import EdgeGuard
+
+            self._edge = EdgeGuard()
+        return self._edge
+
+    def edge_address_refusal(self, message: UserMessage) -> Any:
+        """Channels without an HTTP request per message (socket.io) put the client's address into
+        the message's metadata; HTTP webhooks are limited per address before they get here."""
+        address = (message.metadata or {}).get(CLIENT_ADDRESS_KEY) if isinstance(message.metadata, dict) else None
+        if not isinstance(address, str) or not address:
+            return None
+        from engine.edge import SLOW_DOWN_RESPONSE, Refusal
+
+        retry = self.edge._hit(f"address:{address}", self.edge.settings.address_limit)
+        if retry is None:
+            return None
+        return Refusal("too_many_requests", "Too many messages from this address.", 429, SLOW_DOWN_RESPONSE, retry)
 
     @property
     def outbox(self) -> Any:
@@ -192,6 +220,18 @@ class HandoverGateway:
         """What every channel calls with a customer message (instead of the agent directly)."""
         sender = message.sender_id
         text = message.text if isinstance(message.text, str) else ""
+        text, refusal = self.edge.check_text(sender, text)
+        if refusal is None:
+            refusal = self.edge_address_refusal(message)
+        if refusal is not None:  # never reaches the NLU: the customer is told why
+            logger.info("conversation %s: message refused at the edge (%s)", sender, refusal.code)
+            said = await self.say(refusal.response or "", sender, message.output_channel.name())
+            await message.output_channel.send_response(sender, {"text": said})
+            return
+        if text != message.text:
+            message = UserMessage(text, message.output_channel, sender, parse_data=message.parse_data,
+                                  input_channel=message.input_channel, message_id=message.message_id,
+                                  metadata=message.metadata)
         channel = message.input_channel or message.output_channel.name()
         parse_data = message.parse_data
         # the customer line: stored with the bot's turn when the bot owns the conversation (one
@@ -486,6 +526,31 @@ def register_through_gateway(
     async def handler(message: UserMessage) -> None:
         await gateway.handle(message)
 
+    webhook_prefix = (route or "/webhooks/").rstrip("/") + "/"
+    json_webhooks = {f"{webhook_prefix}{name}/webhook" for name in JSON_MESSAGE_CHANNELS}
+
+    @app.on_request
+    async def guard_webhooks(request: Request) -> Optional[HTTPResponse]:
+        """Bad or abusive webhook requests are answered before any channel parses them."""
+        if request.method != "POST" or not request.path.startswith(webhook_prefix):
+            return None
+        edge = gateway.edge
+        address = edge.client_address(request.remote_addr or request.ip, request.headers.get("x-forwarded-for"))
+        if request.path in json_webhooks:
+            _, refusal = edge.check_request(request.body or b"", address)
+        else:  # other channels' own formats (form posts, Telegram updates…): size and rate only
+            retry = edge._hit(f"address:{address}", edge.settings.address_limit)
+            from engine.edge import Refusal
+
+            refusal = (Refusal("too_many_requests", "Too many requests from this address.", 429, retry_after=retry)
+                       if retry is not None else None)
+            if refusal is None and len(request.body or b"") > edge.settings.max_body_bytes:
+                refusal = Refusal("payload_too_large", "The request body is too large.", 413)
+        if refusal is None:
+            return None
+        headers = {"Retry-After": str(int(refusal.retry_after) + 1)} if refusal.retry_after is not None else None
+        return json_response(refusal.to_dict(), status=refusal.status, headers=headers)
+
     for channel in input_channels:
         prefix = urljoin(route, channel.url_prefix()) if route else None
         app.blueprint(channel.blueprint(handler), url_prefix=prefix)
@@ -495,6 +560,10 @@ def register_through_gateway(
     app.register_listener(gateway.start, "after_server_start")
     app.register_listener(gateway.stop, "before_server_stop")
     return gateway
+
+
+#: channels whose webhook body is ``{"sender", "message", "metadata"}`` (checked by engine.edge)
+JSON_MESSAGE_CHANNELS = ("rest", "callback")
 
 
 def install_gateway() -> None:

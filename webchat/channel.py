@@ -31,12 +31,19 @@ from sanic import Blueprint
 
 logger = logging.getLogger(__name__)
 
+SESSION_ID_MAX_LENGTH = 128  # the hand-off core's conversation id
+
 
 async def _maybe_await(result: Any) -> Any:
     """python-socketio < 5.10 returns None from enter_room, newer versions a coroutine."""
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def _valid_session_id(value: Any) -> bool:
+    """A session id the widget made (a uuid hex); anything else gets a new one."""
+    return isinstance(value, str) and 0 < len(value) <= SESSION_ID_MAX_LENGTH and value.isprintable()
 
 
 class SocketIOOutput(rasa_socketio.SocketIOOutput):
@@ -62,6 +69,16 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
         rooms = self.sio.manager.rooms.get(namespace, {})
         return bool(rooms.get(recipient_id))
 
+    def _client_address(self, sid: Text) -> str:
+        from engine.edge import EdgeGuard
+
+        environ = self.sio.get_environ(sid, namespace=self.namespace) or {} if self.sio else {}
+        if self._edge is None:
+            self._edge = EdgeGuard()
+        return self._edge.client_address(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"))
+
+    _edge: Any = None
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         socketio_webhook = super().blueprint(on_new_message)
         sio = self.sio
@@ -71,7 +88,7 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
         @sio.on("session_request", namespace=self.namespace)
         async def session_request(sid: Text, data: Optional[Dict]) -> None:
             data = data if isinstance(data, dict) else {}
-            if not data.get("session_id"):
+            if not _valid_session_id(data.get("session_id")):
                 data["session_id"] = uuid.uuid4().hex
             session_id = str(data["session_id"])
             if self.session_persistence:
@@ -83,18 +100,25 @@ class SocketIOInput(rasa_socketio.SocketIOInput):
         async def handle_message(sid: Text, data: Dict) -> None:
             data = data if isinstance(data, dict) else {}
             if self.session_persistence:
-                if not data.get("session_id"):
-                    logger.warning("A socket.io message without a session_id was ignored (send session_request first).")
+                if not _valid_session_id(data.get("session_id")):
+                    logger.warning("A socket.io message without a valid session_id was ignored (send session_request first).")
                     return
                 sender_id = str(data["session_id"])
             else:
                 sender_id = sid
             metadata = data.get(self.metadata_key, {})
             if isinstance(metadata, str):
-                metadata = json.loads(metadata)
+                try:
+                    metadata = json.loads(metadata)
+                except ValueError:
+                    metadata = {}
+            metadata = dict(metadata) if isinstance(metadata, dict) else {}
+            # the client's address, for the per-address limits at the edge (engine.edge)
+            metadata["client_address"] = self._client_address(sid)
+            text = data.get("message", "")
             await on_new_message(
                 UserMessage(
-                    data.get("message", ""),
+                    text if isinstance(text, str) else "",
                     SocketIOOutput(sio, self.bot_message_evt),
                     sender_id,
                     input_channel=self.name(),

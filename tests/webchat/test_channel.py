@@ -43,3 +43,17 @@ async def test_reachable_only_while_a_socket_of_the_session_is_connected_here():
     assert channel.reachable("abc123") and not channel.reachable("other")
     await sio.manager.disconnect(sid, "/")
     assert not channel.reachable("abc123")
+
+
+async def test_a_message_carries_the_client_address_and_bad_session_ids_are_refused():
+    received: list = []
+    channel, sio, sid = await connected_channel(received)
+    sio.get_environ = lambda sid, namespace=None: {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+    await sio.handlers["/"]["session_request"](sid, {"session_id": "x" * 500})  # too long: a new one
+    confirmed = sio.emit.await_args.args[1]
+    assert len(confirmed) == 32
+    await sio.handlers["/"]["user_uttered"](sid, {"message": "привет", "session_id": confirmed,
+                                                  "metadata": {"client_address": "spoofed"}})
+    await sio.handlers["/"]["user_uttered"](sid, {"message": "привет", "session_id": "y" * 500})  # ignored
+    await sio.handlers["/"]["user_uttered"](sid, {"message": {"not": "text"}, "session_id": confirmed})
+    assert [(m.text, m.metadata["client_address"]) for m in received] == [("привет", "203.0.113.9"), ("", "203.0.113.9")]
