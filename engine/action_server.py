@@ -10,6 +10,13 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    from engine.production import SECRETS_OF, InsecureConfiguration, require_secrets
+
+    try:
+        require_secrets("action server", SECRETS_OF["action server"])
+    except InsecureConfiguration as error:
+        print(f"✗ {error}", file=sys.stderr)
+        sys.exit(2)
     from engine.log_masking import install_log_masking
 
     install_log_masking()

@@ -12,6 +12,13 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    from engine.production import SECRETS_OF, InsecureConfiguration, require_secrets
+
+    try:
+        require_secrets("Rasa server", SECRETS_OF["Rasa server"])
+    except InsecureConfiguration as error:
+        print(f"✗ {error}", file=sys.stderr)
+        sys.exit(2)
     from engine.log_masking import install_log_masking
     from engine.rasa_runtime import apply_runtime_fixes
 

@@ -292,6 +292,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.scale_out:
         os.environ["STACK_PROFILE"] = "scale-out"
     settings = StackSettings.from_env()
+    from engine.production import SECRETS_OF, InsecureConfiguration, require_secrets
+
+    try:  # every deployable's secrets, before anything starts
+        require_secrets("stack", sorted({name for names in SECRETS_OF.values() for name in names}))
+    except InsecureConfiguration as error:
+        print(f"✗ {error}", flush=True)
+        return 2
     if not args.skip_train:
         train_if_stale(settings)
     ingest_knowledge_base()

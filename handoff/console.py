@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import itertools
 import logging
 import sys
@@ -70,6 +71,11 @@ def _shared_knowledge_index() -> Optional[Callable[[], Any]]:
     return lambda: KnowledgeService.from_settings(settings)
 
 
+def _same(given: str, expected: str) -> bool:
+    """Constant time: how long a wrong token takes says nothing about the right one."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
 def _body(request: Request) -> Dict[str, Any]:
     try:
         data = request.json
@@ -102,7 +108,7 @@ def create_app(
     def operator_of(request: Request) -> str:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE)
-        if not token or token != settings.operator_token:
+        if not token or not _same(token, settings.operator_token):
             raise Unauthorized()
         operator = (request.headers.get("x-operator") or request.cookies.get(OPERATOR_COOKIE) or "operator").strip()
         if not operator or len(operator) > 64:
@@ -126,7 +132,7 @@ def create_app(
     @app.post("/api/login")
     async def login(request: Request) -> HTTPResponse:
         data = _body(request)
-        if data.get("token") != settings.operator_token:
+        if not isinstance(data.get("token"), str) or not _same(data["token"], settings.operator_token):
             raise Unauthorized("Wrong operator token.")
         operator = str(data.get("operator") or "operator").strip()[:64] or "operator"
         response = json_response({"operator": operator})
@@ -253,6 +259,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     serve.add_argument("--rasa-url", default=None, help="default: RASA_SELF_URL (http://127.0.0.1:5005)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    from engine.production import SECRETS_OF, InsecureConfiguration, require_secrets
+
+    try:
+        require_secrets("operator console", SECRETS_OF["operator console"])
+    except InsecureConfiguration as error:
+        print(f"✗ {error}", file=sys.stderr)
+        return 2
     settings = HandoffSettings.from_env()
     app = create_app(settings, rasa_url=args.rasa_url)
     port = args.port if args.port is not None else settings.port

@@ -4,13 +4,14 @@
   var SYSTEM = { handed_over: "Диалог передан оператору", taken: "Оператор взял диалог",
     returned: "Диалог возвращён боту", closed: "Диалог закрыт", reopened: "Клиент снова написал" };
   var STATES = { bot: "у бота", waiting: "ждёт оператора", operator: "у оператора", closed: "закрыт" };
-  var auth = { token: localStorage.getItem("handoffToken") || "", operator: localStorage.getItem("handoffOperator") || "" };
+  // the token lives only in the console's httponly cookie (set by /api/login): no script can read it
+  var auth = { operator: localStorage.getItem("handoffOperator") || "" };
+  localStorage.removeItem("handoffToken");  // what older versions kept
   var current = null, lastId = 0, draftId = null, conv = null;
   var $ = function (id) { return document.getElementById(id); };
 
   function api(method, path, body) {
     var headers = { "Content-Type": "application/json" };
-    if (auth.token) { headers["Authorization"] = "Bearer " + auth.token; headers["X-Operator"] = auth.operator; }
     return fetch(path, { method: method, headers: headers, credentials: "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body) })
       .then(function (r) {
@@ -165,9 +166,10 @@
 
   $("login-form").onsubmit = function (ev) {
     ev.preventDefault();
-    auth = { token: $("login-token").value, operator: $("login-operator").value.trim() || "operator" };
-    api("POST", "/api/login", { token: auth.token, operator: auth.operator }).then(function () {
-      localStorage.setItem("handoffToken", auth.token); localStorage.setItem("handoffOperator", auth.operator);
+    auth = { operator: $("login-operator").value.trim() || "operator" };
+    api("POST", "/api/login", { token: $("login-token").value, operator: auth.operator }).then(function () {
+      $("login-token").value = "";
+      localStorage.setItem("handoffOperator", auth.operator);
       start();
     }).catch(function (e) { $("login-error").textContent = "Не удалось войти: " + e.message; });
   };
@@ -180,7 +182,5 @@
     timers.forEach(clearInterval);
     timers = [setInterval(poll, 1000), setInterval(refreshLists, 2000), setInterval(refreshStats, 5000)];
   }
-  if (auth.token) {
-    api("GET", "/api/me").then(function (d) { auth.operator = d.operator; start(); }).catch(showLogin);
-  } else { showLogin(); }
+  api("GET", "/api/me").then(function (d) { auth.operator = d.operator; start(); }).catch(showLogin);
 })();

@@ -1,0 +1,46 @@
+"""Production mode (SUPPORT_ASSISTANT_ENV=production): no deployable starts with a default, empty
+or short secret, and the refusal names the variable."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from engine.production import InsecureConfiguration, problems, require_secrets
+from tests.backoffice_process import PROJECT_ROOT
+
+GOOD = "k3J9v0-Qm2xW8rT5yU1o"
+
+
+def test_what_is_wrong_with_a_secret_is_named():
+    env = {"A": "", "BACKOFFICE_API_TOKEN": "dev-backoffice-token", "C": "short", "D": GOOD, "E": f"{GOOD},tiny"}
+    assert problems(["A", "BACKOFFICE_API_TOKEN", "C", "D", "E", "MISSING"], env) == [
+        "A is not set", "BACKOFFICE_API_TOKEN is the development default", "C is shorter than 16 characters",
+        "E is shorter than 16 characters", "MISSING is not set",
+    ]
+
+
+def test_only_production_mode_refuses():
+    require_secrets("console", ["HANDOFF_OPERATOR_TOKEN"], {})  # development: anything goes
+    with pytest.raises(InsecureConfiguration, match="HANDOFF_OPERATOR_TOKEN is not set"):
+        require_secrets("console", ["HANDOFF_OPERATOR_TOKEN"], {"SUPPORT_ASSISTANT_ENV": "production"})
+    require_secrets("console", ["HANDOFF_OPERATOR_TOKEN"],
+                    {"SUPPORT_ASSISTANT_ENV": "production", "HANDOFF_OPERATOR_TOKEN": GOOD})
+
+
+@pytest.mark.parametrize("command, variable", [
+    (["engine.stack", "--skip-train"], "BACKOFFICE_API_TOKEN"),
+    (["engine.rasa_server"], "CONVERSATION_STATE_KEY"),
+    (["engine.action_server"], "BACKOFFICE_API_TOKEN"),
+    (["handoff.console", "serve"], "HANDOFF_OPERATOR_TOKEN"),
+])
+def test_each_deployable_refuses_default_secrets_in_production(command, variable):
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("BACKOFFICE_API_TOKEN", "HANDOFF_OPERATOR_TOKEN", "CONVERSATION_STATE_KEY")}
+    env.update(SUPPORT_ASSISTANT_ENV="production", BACKOFFICE_API_TOKEN="dev-backoffice-token")
+    done = subprocess.run([sys.executable, "-m", *command], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert variable in done.stdout + done.stderr
