@@ -183,6 +183,8 @@ class ErrorCode:
     REFUND_B2B_MANAGER_ONLY = "refund_b2b_manager_only"
     RESEND_LIMIT_REACHED = "resend_limit_reached"
     ORDER_REFUNDED = "order_refunded"
+    #: too many failed PIN / buyer checks of this certificate or order: refused even when right
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
     # client side
     TIMEOUT = "timeout"
     CONNECT_ERROR = "connect_error"
@@ -218,7 +220,13 @@ class BackofficeUnavailable(BackofficeError):
 
 
 class BackofficeRefused(BackofficeError):
-    """A 4xx business answer with the service's machine ``code`` (see ``ErrorCode``)."""
+    """A 4xx business answer with the service's machine ``code`` (see ``ErrorCode``);
+    ``retry_after_seconds`` when the service says when to try again (``too_many_attempts``)."""
+
+    def __init__(self, code: str, message: str, *, status: Optional[int] = None,
+                 retry_after_seconds: Optional[int] = None) -> None:
+        super().__init__(code, message, status=status)
+        self.retry_after_seconds = retry_after_seconds
 
     @property
     def needs_human(self) -> bool:
@@ -641,6 +649,22 @@ def _error_envelope(response: httpx.Response) -> Optional[Tuple[str, str]]:
     return error["code"], message if isinstance(message, str) else ""
 
 
+def _retry_after(response: httpx.Response) -> Optional[int]:
+    """Seconds until the service takes the request again: the error's ``retry_after_seconds``,
+    else the ``Retry-After`` header (seconds); None when it says neither."""
+    try:
+        body = response.json()
+        value = body["error"].get("retry_after_seconds") if isinstance(body.get("error"), dict) else None
+    except (ValueError, AttributeError, KeyError):
+        value = None
+    if value is None:
+        value = response.headers.get("retry-after")
+    try:
+        return max(0, int(float(value))) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 T = TypeVar("T")
 
 
@@ -928,7 +952,7 @@ class BackofficeClient:
             raise BackofficeAuthError(code, message, status=status)
         if 400 <= status < 500 and envelope is not None:
             logger.info("backoffice %s %s refused: %d %s", method, path, status, envelope[0])
-            raise BackofficeRefused(envelope[0], envelope[1], status=status)
+            raise BackofficeRefused(envelope[0], envelope[1], status=status, retry_after_seconds=_retry_after(response))
         logger.error("backoffice %s %s -> unexpected %d", method, path, status)
         raise BackofficeProtocolError(ErrorCode.BAD_REPLY, f"unexpected HTTP {status} reply", status=status)
 

@@ -30,7 +30,14 @@ from actions.common import (
     money,
     ru_date,
 )
-from actions.escalation import HUMAN_DECISION, backoffice_failed, hand_over
+from actions.escalation import (
+    HUMAN_DECISION,
+    TOO_MANY_ATTEMPTS,
+    backoffice_failed,
+    checks_locked,
+    hand_over,
+    say_checks_locked,
+)
 from actions.order_forms import BACKOFFICE_UNAVAILABLE, required_unless_blocked
 
 PIN_LOCKED = "pin_locked"
@@ -132,6 +139,9 @@ class CertificateFormValidation(FormValidationAction, ABC):
             if error.code == ErrorCode.NOT_FOUND:
                 dispatcher.utter_message(response="utter_certificate_not_found")
                 return {"pin": None, "certificate_code": None}
+            if error.code == ErrorCode.TOO_MANY_ATTEMPTS:
+                say_checks_locked(dispatcher, error.retry_after_seconds)
+                return {"pin": None, "flow_block": TOO_MANY_ATTEMPTS}
             if error.code == ErrorCode.PIN_INVALID:
                 failures = int(tracker.get_slot("pin_failures") or 0) + 1
                 if failures >= MAX_ATTEMPTS:
@@ -149,6 +159,8 @@ class CertificateFormValidation(FormValidationAction, ABC):
 async def explain_block(dispatcher: CollectingDispatcher, tracker: Tracker, block: str) -> List[EventType]:
     if block == BACKOFFICE_UNAVAILABLE:
         return await backoffice_failed(dispatcher, tracker, "certificate lookup")
+    if block == TOO_MANY_ATTEMPTS:  # said when it happened
+        return await checks_locked(dispatcher, tracker)
     if block != PIN_LOCKED:  # PIN_LOCKED was already explained when it happened
         return await backoffice_failed(dispatcher, tracker, f"certificate lookup: {block}")
     return end_flow_events()

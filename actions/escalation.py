@@ -212,6 +212,22 @@ async def hand_over(
     ]
 
 
+#: the back office refuses checks of a certificate / order after too many failures
+TOO_MANY_ATTEMPTS = "too_many_attempts"
+
+
+def say_checks_locked(dispatcher: CollectingDispatcher, retry_after_seconds: Optional[int]) -> None:
+    """Tell the customer the checks are locked and for how long (at least a minute)."""
+    minutes = max(1, -(-int(retry_after_seconds or 0) // 60)) if retry_after_seconds else None
+    dispatcher.utter_message(response="utter_too_many_attempts", minutes=str(minutes or 15))
+
+
+async def checks_locked(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+    """The back office locked the PIN or buyer checks (someone tried too many values): a human
+    helps — the ticket says why; nothing else can go on meanwhile."""
+    return await hand_over(dispatcher, tracker, HUMAN_DECISION, detail=TOO_MANY_ATTEMPTS)
+
+
 async def backoffice_failed(dispatcher: CollectingDispatcher, tracker: Tracker, detail: str) -> List[EventType]:
     """The back office did not do what was asked (escalation rule 5): say so, hand over."""
     dispatcher.utter_message(response="utter_backoffice_unavailable")

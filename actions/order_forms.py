@@ -27,7 +27,14 @@ from actions.common import (
     find_value,
     latest_text,
 )
-from actions.escalation import HUMAN_DECISION, backoffice_failed, hand_over
+from actions.escalation import (
+    HUMAN_DECISION,
+    TOO_MANY_ATTEMPTS,
+    backoffice_failed,
+    checks_locked,
+    hand_over,
+    say_checks_locked,
+)
 
 BACKOFFICE_UNAVAILABLE = "backoffice_unavailable"
 VERIFICATION_FAILED = "verification_failed"
@@ -142,6 +149,11 @@ class OrderFormValidation(FormValidationAction, ABC):
         try:
             async with backoffice() as api:
                 verified = await api.verify_buyer(order_id, email=email, phone_last4=last4)
+        except BackofficeRefused as error:
+            if error.code != ErrorCode.TOO_MANY_ATTEMPTS:
+                return {"buyer_check": None, "flow_block": BACKOFFICE_UNAVAILABLE}
+            say_checks_locked(dispatcher, error.retry_after_seconds)
+            return {"buyer_check": None, "flow_block": TOO_MANY_ATTEMPTS}
         except BackofficeError:
             return {"buyer_check": None, "flow_block": BACKOFFICE_UNAVAILABLE}
         if not verified:
@@ -167,13 +179,16 @@ class OrderFormValidation(FormValidationAction, ABC):
 async def explain_order_block(
     dispatcher: CollectingDispatcher, tracker: Tracker, block: Optional[str], flow: str
 ) -> Optional[List[EventType]]:
-    """The two stops the order forms share: the back office failed, or the buyer check failed
-    three times (a human decides). None for any other ``block``: the flow explains its own."""
+    """The stops the order forms share: the back office failed, the buyer check failed three
+    times here, or the back office locked the checks of this order (a human decides in both).
+    None for any other ``block``: the flow explains its own."""
     if block == BACKOFFICE_UNAVAILABLE:
         return await backoffice_failed(dispatcher, tracker, flow)
     if block == VERIFICATION_FAILED:
         dispatcher.utter_message(response="utter_verification_locked")
         return await hand_over(dispatcher, tracker, HUMAN_DECISION, detail=VERIFICATION_FAILED)
+    if block == TOO_MANY_ATTEMPTS:  # said when it happened
+        return await checks_locked(dispatcher, tracker)
     return None
 
 

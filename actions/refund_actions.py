@@ -22,7 +22,7 @@ from actions.backoffice_client import (
     idempotency_key,
 )
 from actions.common import as_mapping, backoffice, end_flow_events, money, payment_words, ru_date
-from actions.escalation import HUMAN_DECISION, backoffice_failed, hand_over
+from actions.escalation import HUMAN_DECISION, backoffice_failed, hand_over, say_checks_locked
 from actions.order_forms import (
     BACKOFFICE_UNAVAILABLE,
     OrderFormValidation,
@@ -131,6 +131,8 @@ class ActionSubmitRefund(Action):
             async with backoffice() as api:
                 refund = await api.create_refund(order_id, key, verification)
         except BackofficeRefused as error:
+            if error.code == ErrorCode.TOO_MANY_ATTEMPTS:  # explain_order_block hands it over
+                say_checks_locked(dispatcher, error.retry_after_seconds)
             return await self.explain_refusal(dispatcher, tracker, error.code)
         except BackofficeError:
             # unavailable, or a reply we cannot read: the refund may or may not exist, and the

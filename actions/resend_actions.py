@@ -26,7 +26,7 @@ from actions.common import (
     latest_text,
     request_id,
 )
-from actions.escalation import backoffice_failed
+from actions.escalation import backoffice_failed, checks_locked, say_checks_locked
 from actions.order_forms import OrderFormValidation, explain_order_block, required_unless_blocked
 
 SAME_ADDRESS = "same"
@@ -133,7 +133,7 @@ class ActionSubmitResend(Action):
             async with backoffice() as api:
                 resend = await api.resend_certificate(order_id, key, address=new_address, verification=verification)
         except BackofficeRefused as error:
-            return await self.explain_refusal(dispatcher, tracker, error.code, order_id)
+            return await self.explain_refusal(dispatcher, tracker, error.code, order_id, error.retry_after_seconds)
         except BackofficeError:
             return await backoffice_failed(dispatcher, tracker, "resend")
         response = "utter_resend_done_sms" if resend.channel == "sms" else "utter_resend_done"
@@ -141,7 +141,8 @@ class ActionSubmitResend(Action):
         return end_flow_events()
 
     async def explain_refusal(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, code: str, order_id: Optional[str]
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, code: str, order_id: Optional[str],
+        retry_after: Optional[int] = None,
     ) -> List[EventType]:
         if code == ErrorCode.RESEND_LIMIT_REACHED:
             dispatcher.utter_message(response="utter_resend_limit_reached", order_id=order_id)
@@ -149,6 +150,9 @@ class ActionSubmitResend(Action):
             dispatcher.utter_message(response="utter_order_refunded", order_id=order_id)
         elif code in (ErrorCode.VERIFICATION_FAILED, ErrorCode.VERIFICATION_REQUIRED):
             dispatcher.utter_message(response="utter_buyer_check_failed")
+        elif code == ErrorCode.TOO_MANY_ATTEMPTS:
+            say_checks_locked(dispatcher, retry_after)
+            return await checks_locked(dispatcher, tracker)
         else:
             return await backoffice_failed(dispatcher, tracker, f"resend:{code}")
         return end_flow_events()
