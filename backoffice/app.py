@@ -10,6 +10,7 @@ import functools
 import itertools
 import json
 import logging
+from datetime import timedelta
 from typing import Any, Callable, Optional, TypeVar
 
 from sanic import Sanic
@@ -38,7 +39,8 @@ from backoffice.errors import (
 )
 from backoffice.openapi import build_openapi
 from backoffice.security import tokens_match
-from backoffice.services import audit, catalogue, certificates, orders, refunds, resends, tickets
+from backoffice.rules import LockoutPolicy
+from backoffice.services import audit, catalogue, certificates, lockouts, orders, refunds, resends, tickets
 from backoffice.settings import BackofficeSettings
 from backoffice.timeutil import Clock, utcnow
 
@@ -58,8 +60,7 @@ def _reply(body: Any, status: int = 200, headers: Optional[dict] = None) -> HTTP
 
 
 def error_reply(error: BackofficeError) -> HTTPResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
-    return _reply(error.to_dict(), status=error.http_status, headers=headers)
+    return _reply(error.to_dict(), status=error.http_status, headers=error.http_headers() or None)
 
 
 def _from_sanic(exception: SanicException) -> BackofficeError:
@@ -96,6 +97,7 @@ def create_app(
         create_tables(engine)
         session_factory = make_session_factory(engine)
     sessions: SessionFactory = session_factory
+    lockout = LockoutPolicy(settings.lockout_max_failures, timedelta(minutes=settings.lockout_window_minutes))
 
     app = Sanic(f"darim_backoffice_{next(_app_numbers)}", configure_logging=False)
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
@@ -164,7 +166,10 @@ def create_app(
     async def verify(request: Request, order_id: str) -> HTTPResponse:
         parsed_id = validation.order_id(order_id)
         given = validation.verify_request(validation.parse_json_object(request.body))
-        return _reply({"verified": await run(orders.verify_buyer, sessions, parsed_id, given)})
+        verified = await run(
+            orders.verify_buyer, sessions, parsed_id, given, now=clock(), actor=actor_of(request), lockout=lockout
+        )
+        return _reply({"verified": verified})
 
     @app.get("/orders/<order_id>/refund-eligibility")
     async def refund_eligibility(_request: Request, order_id: str) -> HTTPResponse:
@@ -180,7 +185,7 @@ def create_app(
         parsed = validation.resend_request(validation.parse_json_object(request.body))
         outcome = await run(
             resends.resend, sessions, parsed_id, parsed, actor=actor_of(request), now=clock(),
-            daily_limit=settings.resend_daily_limit,
+            daily_limit=settings.resend_daily_limit, lockout=lockout,
         )
         return _reply(outcome.resend, status=201 if outcome.created else 200)
 
@@ -189,7 +194,8 @@ def create_app(
     @app.post("/certificates/lookup")
     async def lookup(request: Request) -> HTTPResponse:
         code, pin = validation.lookup_request(validation.parse_json_object(request.body))
-        return _reply(await run(certificates.lookup, sessions, code, pin, clock()))
+        found = await run(certificates.lookup, sessions, code, pin, clock(), actor=actor_of(request), lockout=lockout)
+        return _reply(found)
 
     @app.get("/brands")
     async def brands(request: Request) -> HTTPResponse:
@@ -209,7 +215,7 @@ def create_app(
         parsed = validation.refund_request(validation.parse_json_object(request.body))
         outcome = await run(
             refunds.create_refund, sessions, parsed, actor=actor_of(request), now=clock(),
-            window_days=settings.refund_window_days,
+            window_days=settings.refund_window_days, lockout=lockout,
         )
         return _reply(outcome.refund, status=201 if outcome.created else 200)
 
@@ -233,6 +239,19 @@ def create_app(
             tickets.update_ticket, sessions, parsed_id, update, actor=actor_of(request), now=clock()
         )
         return _reply(reply)
+
+    # --- lockouts of PIN / buyer checks (staff) ------------------------------------------------
+
+    @app.get("/lockouts")
+    async def lockout_status(request: Request) -> HTTPResponse:
+        where = validation.lockout_subject(request.args.get("kind"), request.args.get("subject"))
+        reply = await run(lockouts.status, sessions, where.kind, where.subject, now=clock(), policy=lockout)
+        return _reply(reply)
+
+    @app.post("/lockouts/unlock")
+    async def lockout_unlock(request: Request) -> HTTPResponse:
+        parsed = validation.unlock_request(validation.parse_json_object(request.body))
+        return _reply(await run(lockouts.unlock, sessions, parsed, now=clock(), policy=lockout))
 
     # --- audit --------------------------------------------------------------------------------
 

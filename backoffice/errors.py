@@ -5,7 +5,7 @@ They are raised where the rule is broken (rules, services, validation) and turne
 """
 from __future__ import annotations
 
-from typing import ClassVar, Optional
+from typing import ClassVar, Dict, Optional
 
 
 class BackofficeError(Exception):
@@ -22,6 +22,10 @@ class BackofficeError(Exception):
     def to_dict(self) -> dict:
         return {"error": {"code": self.code, "message": self.message}}
 
+    def http_headers(self) -> Dict[str, str]:
+        """Headers the HTTP reply must carry besides the JSON body."""
+        return {}
+
 
 # --- request / access -------------------------------------------------------------------------
 
@@ -36,6 +40,9 @@ class Unauthorized(BackofficeError):
     code = "unauthorized"
     http_status = 401
     default_message = "A valid bearer token is required."
+
+    def http_headers(self) -> Dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class NotFound(BackofficeError):
@@ -89,6 +96,27 @@ class PinInvalid(BackofficeError):
     code = "pin_invalid"
     http_status = 403
     default_message = "The PIN does not match the certificate."
+
+
+class TooManyAttempts(BackofficeError):
+    """Too many failed PIN / buyer checks of one certificate code / order: further checks are
+    refused, even with the right value, for ``retry_after_seconds`` (or until staff unlock it)."""
+
+    code = "too_many_attempts"
+    http_status = 429
+    default_message = "Too many failed checks: checking is locked for a while."
+
+    def __init__(self, retry_after_seconds: int, message: Optional[str] = None) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+    def to_dict(self) -> dict:
+        reply = super().to_dict()
+        reply["error"]["retry_after_seconds"] = self.retry_after_seconds
+        return reply
+
+    def http_headers(self) -> Dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 # --- refunds ----------------------------------------------------------------------------------

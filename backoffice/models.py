@@ -12,6 +12,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import declarative_base, relationship
 
@@ -24,6 +25,7 @@ DELIVERY_CHANNELS = ("email", "sms")
 REFUND_STATUSES = ("pending", "completed")
 TICKET_PRIORITIES = ("low", "normal", "high")
 TICKET_STATUSES = ("open", "closed")
+LOCKOUT_KINDS = ("pin", "buyer")
 MULTI_BRAND = "Дарим Мульти"
 
 
@@ -152,3 +154,23 @@ class AuditLog(Base):
     actor = Column(String(64), nullable=False)
     payload = Column(JSON, nullable=False)  # personal data masked before it gets here
     created_at = Column(UTCDateTime, nullable=False)
+
+
+class CheckLockout(Base):
+    """Failed secret checks of one subject: the PIN of a certificate code, or the buyer of an order.
+    A row exists only while there are failures to remember; a right value or a staff unlock deletes
+    it. Never the PIN or the value tried, and never a certificate code in clear."""
+
+    __tablename__ = "check_lockouts"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", LOCKOUT_KINDS), name="ck_lockout_kind"),
+        UniqueConstraint("kind", "subject", name="uq_lockout_subject"),
+    )
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    kind = Column(String(5), nullable=False)
+    subject = Column(String(64), nullable=False)  # pin: SHA-256 (hex) of the code; buyer: the order id
+    label = Column(String(32), nullable=False)  # what staff and the audit see: masked code / order id
+    failed_at = Column(JSON, nullable=False)  # ISO times of the failures in the window
+    locked_until = Column(UTCDateTime, nullable=True)
+    updated_at = Column(UTCDateTime, nullable=False)

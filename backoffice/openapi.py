@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from backoffice.models import CERTIFICATE_STATUSES, TICKET_PRIORITIES, TICKET_STATUSES
+from backoffice.models import CERTIFICATE_STATUSES, LOCKOUT_KINDS, TICKET_PRIORITIES, TICKET_STATUSES
 
 _ERROR_CODES = [
     "invalid_request", "unauthorized", "not_found", "method_not_allowed", "payload_too_large",
@@ -11,6 +11,7 @@ _ERROR_CODES = [
     "pin_invalid", "refund_not_allowed_activated", "refund_not_allowed_partially_used",
     "refund_not_allowed_used", "refund_not_allowed_expired", "refund_already_exists",
     "refund_window_passed", "refund_b2b_manager_only", "resend_limit_reached", "order_refunded",
+    "too_many_attempts",
 ]
 
 
@@ -24,6 +25,19 @@ def _json(schema: Dict[str, Any], description: str) -> Dict[str, Any]:
 
 def _error(description: str) -> Dict[str, Any]:
     return _json(_ref("Error"), description)
+
+
+def _locked(description: str = "too_many_attempts") -> Dict[str, Any]:
+    """The 429 of a locked PIN / buyer check: the wait is in the body and in ``Retry-After``."""
+    return {
+        **_error(f"{description}: too many failed PIN / buyer checks of this certificate code / order; "
+                 "refused even with the right value until `retry_after_seconds` have passed or staff "
+                 "unlock it (POST /lockouts/unlock)"),
+        "headers": {"Retry-After": {
+            "description": "Seconds until checks are taken again (= error.retry_after_seconds)",
+            "schema": {"type": "integer", "minimum": 1},
+        }},
+    }
 
 
 def _body(schema: Dict[str, Any]) -> Dict[str, Any]:
@@ -53,6 +67,11 @@ _SCHEMAS: Dict[str, Any] = {
                 "properties": {
                     "code": {"type": "string", "enum": _ERROR_CODES},
                     "message": {"type": "string"},
+                    "retry_after_seconds": {
+                        "type": "integer", "minimum": 1,
+                        "description": "too_many_attempts only: whole seconds (rounded up) until the lock "
+                                       "ends, i.e. `window` after the failure that reached the limit",
+                    },
                 },
             }
         },
@@ -198,6 +217,20 @@ _SCHEMAS: Dict[str, Any] = {
             },
         ]
     },
+    "LockoutStatus": {
+        "type": "object",
+        "properties": {
+            "kind": {"type": "string", "enum": list(LOCKOUT_KINDS)},
+            "subject": {"type": "string", "example": "DRM-****-****-7Q2K",
+                        "description": "Masked certificate code (pin) or order id (buyer)"},
+            "failures": {"type": "integer", "description": "Failed checks within the window ending now"},
+            "max_failures": {"type": "integer", "description": "BACKOFFICE_LOCKOUT_MAX_FAILURES"},
+            "window_seconds": {"type": "integer", "description": "BACKOFFICE_LOCKOUT_WINDOW_MINUTES × 60"},
+            "locked": {"type": "boolean"},
+            "locked_until": {"type": "string", "format": "date-time", "nullable": True},
+            "retry_after_seconds": {"type": "integer", "nullable": True},
+        },
+    },
     "AuditEntry": {
         "type": "object",
         "properties": {
@@ -228,7 +261,8 @@ def build_openapi() -> Dict[str, Any]:
             "description": (
                 "Orders, certificates, refunds, resends and CRM tickets of the reference deployment. "
                 "Every call except /health and /openapi.json needs `Authorization: Bearer <token>`. "
-                "Errors: `{\"error\": {\"code\", \"message\"}}` with a stable code."
+                "Errors: `{\"error\": {\"code\", \"message\"}}` with a stable code; "
+                "`too_many_attempts` (429) adds `retry_after_seconds` and a `Retry-After` header."
             ),
         },
         "servers": [{"url": "/"}],
@@ -254,8 +288,9 @@ def build_openapi() -> Dict[str, Any]:
             )},
             "/orders/{order_id}/verify": {"post": _op(
                 "Check the buyer: order + e-mail or last 4 phone digits",
-                {"200": _json({"type": "object", "properties": {"verified": {"type": "boolean"}}}, "Result"),
-                 "404": _error("No such order")},
+                {"200": _json({"type": "object", "properties": {"verified": {"type": "boolean"}}},
+                              "Result (a mismatch counts as a failed buyer check)"),
+                 "404": _error("No such order"), "429": _locked()},
                 parameters=[_ORDER_ID_PARAM], requestBody=_body(_ref("Verification")),
             )},
             "/orders/{order_id}/refund-eligibility": {"get": _op(
@@ -271,7 +306,7 @@ def build_openapi() -> Dict[str, Any]:
                  "403": _error("verification_required / verification_failed (new address)"),
                  "404": _error("No such order"),
                  "409": _error("order_refunded / idempotency_key_conflict"),
-                 "429": _error("resend_limit_reached")},
+                 "429": _locked("resend_limit_reached (no Retry-After) / too_many_attempts (new address)")},
                 parameters=[_ORDER_ID_PARAM, _ACTOR_HEADER],
                 requestBody=_body({"type": "object", "required": ["idempotency_key"], "properties": {
                     "idempotency_key": {"type": "string"},
@@ -283,7 +318,7 @@ def build_openapi() -> Dict[str, Any]:
             "/certificates/lookup": {"post": _op(
                 "Status, balance and expiry of a certificate by code + PIN (code normalised, reply masked)",
                 {"200": _json(_ref("Lookup"), "The certificate"),
-                 "403": _error("pin_invalid"), "404": _error("No such code")},
+                 "403": _error("pin_invalid"), "404": _error("No such code"), "429": _locked()},
                 requestBody=_body({"type": "object", "required": ["code", "pin"], "properties": {
                     "code": {"type": "string", "example": "drm a1b2 c3d4 7q2k"},
                     "pin": {"type": "string", "pattern": "^[0-9]{4}$"},
@@ -296,7 +331,8 @@ def build_openapi() -> Dict[str, Any]:
                  "403": _error("verification_required / verification_failed"),
                  "404": _error("No such order"),
                  "409": _error("refund_not_allowed_* / refund_window_passed / refund_b2b_manager_only / "
-                               "idempotency_key_conflict")},
+                               "idempotency_key_conflict"),
+                 "429": _locked()},
                 parameters=[_ACTOR_HEADER],
                 requestBody=_body({"type": "object", "required": ["order_id", "idempotency_key", "verification"],
                                    "properties": {
@@ -331,6 +367,36 @@ def build_openapi() -> Dict[str, Any]:
                     {"name": "name", "in": "query", "schema": {"type": "string"}},
                     {"name": "in_catalogue", "in": "query", "schema": {"type": "boolean"}},
                 ],
+            )},
+            "/lockouts": {"get": _op(
+                "Staff: failed checks and lock of a certificate code's PIN (kind=pin) or an order's "
+                "buyer check (kind=buyer)",
+                {"200": _json(_ref("LockoutStatus"), "Status"),
+                 "404": _error("No such certificate / order (their checks are never counted)")},
+                parameters=[
+                    {"name": "kind", "in": "query", "required": True,
+                     "schema": {"type": "string", "enum": list(LOCKOUT_KINDS)}},
+                    {"name": "subject", "in": "query", "required": True, "schema": {"type": "string"},
+                     "description": "Certificate code (any spelling) for pin, 8-digit order id for buyer",
+                     "example": "DRM-A1B2-C3D4-7Q2K"},
+                ],
+            )},
+            "/lockouts/unlock": {"post": _op(
+                "Staff: clear the failed checks (and so the lock) of a certificate code / order; "
+                "written to the audit log (action lockout.unlock) with who and why",
+                {"200": _json({"allOf": [_ref("LockoutStatus"), {"type": "object", "properties": {
+                    "cleared": {"type": "object", "properties": {
+                        "failures": {"type": "integer"}, "was_locked": {"type": "boolean"}}},
+                }}]}, "Unlocked: the status after, and what was cleared"),
+                 "404": _error("No such certificate / order")},
+                requestBody=_body({"type": "object", "required": ["kind", "subject", "staff", "reason"],
+                                   "properties": {
+                                       "kind": {"type": "string", "enum": list(LOCKOUT_KINDS)},
+                                       "subject": {"type": "string", "example": "40817263"},
+                                       "staff": {"type": "string", "maxLength": 64,
+                                                 "description": "Who unlocks (the audit's actor)"},
+                                       "reason": {"type": "string", "maxLength": 500},
+                                   }}),
             )},
             "/audit": {"get": _op(
                 "Audit log (oldest first within the last `limit` rows)",

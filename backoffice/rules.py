@@ -4,9 +4,10 @@ No database, no clock: callers pass ``now`` (aware UTC) and plain values.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from backoffice import errors
 from backoffice.timeutil import MOSCOW, moscow_date, require_aware
@@ -92,6 +93,9 @@ def refund_due_by(requested_at: datetime, working_days: int = REFUND_WORKING_DAY
 
 
 # --- buyer verification -----------------------------------------------------------------------
+# The comparisons only: the services check a buyer through ``services.lockouts`` (check_buyer /
+# require_buyer), which counts failures per order and refuses a locked one — never call these
+# directly on a request path, or the last 4 phone digits can be enumerated.
 
 
 def buyer_matches(
@@ -127,6 +131,56 @@ def require_buyer_verified(
         order_email=order_email, order_phone=order_phone, email=email, phone_last4=phone_last4
     ):
         raise errors.VerificationFailed()
+
+
+# --- failed-check lockouts --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """After ``max_failures`` failed checks of one subject (a certificate's PIN, an order's buyer)
+    within ``window``, its checks are refused for ``window`` from the failure that reached the
+    limit — so the lock ends when the window has passed since all the failures that caused it."""
+
+    max_failures: int = 5
+    window: timedelta = timedelta(minutes=15)
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 1:
+            raise ValueError(f"max_failures must be >= 1, got {self.max_failures}")
+        if self.window <= timedelta(0):
+            raise ValueError(f"window must be positive, got {self.window}")
+
+
+def failures_in_window(failed_at: Iterable[datetime], now: datetime, window: timedelta) -> List[datetime]:
+    """The failures after ``now - window``, oldest first (later ones count too: a clock that went
+    back must not forget them)."""
+    start = require_aware(now) - window
+    return sorted(moment for moment in failed_at if moment > start)
+
+
+def retry_after_seconds(locked_until: datetime, now: datetime) -> int:
+    """Whole seconds from ``now`` to the lock's end, rounded up (never 0 while locked): a caller
+    that waits exactly that long finds the lock over."""
+    return max(1, math.ceil((require_aware(locked_until) - require_aware(now)).total_seconds()))
+
+
+def check_not_locked(locked_until: Optional[datetime], now: datetime, what: str) -> None:
+    """Refuse a check while its subject is locked, whatever value is given."""
+    if locked_until is None or require_aware(now) >= locked_until:
+        return
+    wait = retry_after_seconds(locked_until, now)
+    raise errors.TooManyAttempts(
+        wait,
+        f"Too many failed checks of {what}: checks are locked for {math.ceil(wait / 60)} more "
+        "minute(s), or until staff unlock them.",
+    )
+
+
+def lock_end_after_failure(recent_failures: int, now: datetime, policy: LockoutPolicy) -> Optional[datetime]:
+    """When a failure at ``now``, after ``recent_failures`` in the window, reaches the limit: the
+    lock's end (``now + window``); else None."""
+    return now + policy.window if recent_failures + 1 >= policy.max_failures else None
 
 
 # --- resends ----------------------------------------------------------------------------------

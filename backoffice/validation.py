@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from backoffice.errors import InvalidRequest
-from backoffice.models import DELIVERY_CHANNELS, TICKET_PRIORITIES, TICKET_STATUSES
+from backoffice.models import DELIVERY_CHANNELS, LOCKOUT_KINDS, TICKET_PRIORITIES, TICKET_STATUSES
 
 ORDER_ID = re.compile(r"^\d{8}$")
 CODE_BODY = re.compile(r"^DRM[A-Z0-9]{12}$")
@@ -59,6 +59,20 @@ class TicketCreate:
 class TicketUpdate:
     status: Optional[str] = None
     priority: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LockoutSubject:
+    kind: str  # pin / buyer
+    subject: str  # the normalised certificate code / the order id
+
+
+@dataclass(frozen=True)
+class UnlockRequest:
+    kind: str
+    subject: str
+    staff: str
+    reason: str
 
 
 # --- primitives -------------------------------------------------------------------------------
@@ -293,3 +307,22 @@ def ticket_update(data: Mapping[str, Any]) -> TicketUpdate:
     if update.status is None and update.priority is None:
         raise InvalidRequest("Nothing to update: give 'status' (open/closed) and/or 'priority'.")
     return update
+
+
+def lockout_subject(kind: Any, subject: Any) -> LockoutSubject:
+    """``kind=pin`` with a certificate code (any spelling), ``kind=buyer`` with an order id."""
+    if kind not in LOCKOUT_KINDS:
+        raise InvalidRequest("'kind' must be 'pin' or 'buyer'.")
+    if subject is None or (isinstance(subject, str) and not subject.strip()):
+        raise InvalidRequest("'subject' is required: a certificate code (pin) or an order id (buyer).")
+    return LockoutSubject(kind, certificate_code(subject) if kind == "pin" else order_id(subject))
+
+
+def unlock_request(data: Mapping[str, Any]) -> UnlockRequest:
+    _reject_unknown(data, {"kind", "subject", "staff", "reason"})
+    where = lockout_subject(data.get("kind"), data.get("subject"))
+    staff = _string(data, "staff", required=True, max_length=64) or ""
+    if not ACTOR.match(staff):
+        raise InvalidRequest("'staff' must be 1–64 characters: letters, digits, . : @ / - _")
+    reason = _string(data, "reason", required=True, max_length=500) or ""
+    return UnlockRequest(kind=where.kind, subject=where.subject, staff=staff, reason=reason)

@@ -1,4 +1,5 @@
-"""Reading orders: the masked view, buyer verification and refund eligibility."""
+"""Reading orders: the masked view, buyer verification (counted, see ``services.lockouts``) and
+refund eligibility."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,10 +8,12 @@ from typing import Any, Dict
 from sqlalchemy.orm import Session
 
 from backoffice import rules
-from backoffice.db import SessionFactory, read_transaction
+from backoffice.db import SessionFactory, read_transaction, write_transaction
 from backoffice.errors import NotFound, RefundNotAllowed
 from backoffice.models import Order
+from backoffice.rules import LockoutPolicy
 from backoffice.serializers import money, order_view, refund_view
+from backoffice.services import lockouts
 from backoffice.validation import Verification
 
 
@@ -26,15 +29,19 @@ def get_order(session_factory: SessionFactory, order_id: str, now: datetime) -> 
         return order_view(load_order(session, order_id), now)
 
 
-def verify_buyer(session_factory: SessionFactory, order_id: str, verification: Verification) -> bool:
-    with read_transaction(session_factory) as session:
-        order = load_order(session, order_id)
-        return rules.buyer_matches(
-            order_email=order.buyer_email,
-            order_phone=order.buyer_phone,
-            email=verification.email,
-            phone_last4=verification.phone_last4,
-        )
+def verify_buyer(
+    session_factory: SessionFactory,
+    order_id: str,
+    verification: Verification,
+    *,
+    now: datetime,
+    actor: str = "api",
+    lockout: LockoutPolicy = lockouts.DEFAULT_POLICY,
+) -> bool:
+    """A mismatch is an answer (False), not an error, so its counted failure commits normally."""
+    with write_transaction(session_factory) as session:
+        order = load_order(session, order_id, for_update=True)  # checks of one order queue up
+        return lockouts.check_buyer(session, order, verification, now=now, policy=lockout, actor=actor)
 
 
 def check_refund_allowed(order: Order, now: datetime, window_days: int) -> None:

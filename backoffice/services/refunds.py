@@ -4,6 +4,9 @@ Race safety, in layers: the order row is locked (``SELECT ... FOR UPDATE``; on S
 transaction is ``BEGIN IMMEDIATE``), an existing refund is looked up under that lock, and the
 ``refunds.order_id`` / ``refunds.idempotency_key`` UNIQUE constraints catch whatever slips past
 (the loser's IntegrityError is turned into a replay of the winner's refund).
+
+The buyer check is counted under the same order lock (``services.lockouts``): its outcome is
+committed even when the request is refused, and the rest of the use case runs in a savepoint.
 """
 from __future__ import annotations
 
@@ -16,12 +19,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backoffice import rules
-from backoffice.db import SessionFactory, read_transaction, write_transaction
+from backoffice.db import SessionFactory, read_transaction
 from backoffice.errors import BackofficeError, IdempotencyKeyConflict, NotFound
 from backoffice.masking import mask_verification
-from backoffice.models import Refund
+from backoffice.models import Order, Refund
+from backoffice.rules import LockoutPolicy
 from backoffice.serializers import money, refund_view
-from backoffice.services import audit
+from backoffice.services import audit, lockouts
 from backoffice.services.orders import check_refund_allowed, load_order
 from backoffice.validation import RefundRequest
 
@@ -46,14 +50,18 @@ def _existing(session: Session, request: RefundRequest) -> Optional[Refund]:
     return by_key or next((row for row in rows if row.order_id == request.order_id), None)
 
 
-def _create(session: Session, request: RefundRequest, actor: str, now: datetime, window_days: int) -> RefundOutcome:
+def _create(
+    session: Session, request: RefundRequest, actor: str, now: datetime, window_days: int, lockout: LockoutPolicy
+) -> RefundOutcome:
     order = load_order(session, request.order_id, for_update=True)
-    rules.require_buyer_verified(
-        order_email=order.buyer_email,
-        order_phone=order.buyer_phone,
-        email=request.verification.email,
-        phone_last4=request.verification.phone_last4,
-    )
+    lockouts.require_buyer(session, order, request.verification, now=now, policy=lockout, actor=actor)
+    with session.begin_nested():  # a refusal from here on undoes only this part, not the check
+        return _refund(session, order, request, actor, now, window_days)
+
+
+def _refund(
+    session: Session, order: Order, request: RefundRequest, actor: str, now: datetime, window_days: int
+) -> RefundOutcome:
     existing = _existing(session, request)
     if existing is not None:
         return RefundOutcome(created=False, refund=refund_view(existing))
@@ -100,10 +108,11 @@ def create_refund(
     actor: str,
     now: datetime,
     window_days: int,
+    lockout: LockoutPolicy = lockouts.DEFAULT_POLICY,
 ) -> RefundOutcome:
     try:
-        with write_transaction(session_factory) as session:
-            return _create(session, request, actor, now, window_days)
+        with lockouts.checked_transaction(session_factory) as session:
+            return _create(session, request, actor, now, window_days, lockout)
     except IntegrityError:
         # A concurrent request committed first (possible on databases without BEGIN IMMEDIATE).
         with read_transaction(session_factory) as session:

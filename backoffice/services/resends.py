@@ -1,5 +1,8 @@
 """Re-sending an order's certificates: own address freely, a new one after verification,
-at most N per order per Moscow day, idempotent by key."""
+at most N per order per Moscow day, idempotent by key.
+
+The buyer check (new addresses only) is counted under the order lock (``services.lockouts``): its
+outcome is committed even when the request is refused, and what follows runs in a savepoint."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,12 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backoffice import rules
-from backoffice.db import SessionFactory, read_transaction, write_transaction
+from backoffice.db import SessionFactory, read_transaction
 from backoffice.errors import BackofficeError, IdempotencyKeyConflict, NotFound, OrderRefunded
 from backoffice.masking import mask_address, mask_verification
-from backoffice.models import Certificate, ResendLog
+from backoffice.models import Certificate, Order, ResendLog
+from backoffice.rules import Destination, LockoutPolicy
 from backoffice.serializers import resend_view
-from backoffice.services import audit
+from backoffice.services import audit, lockouts
 from backoffice.services.orders import load_order
 from backoffice.timeutil import moscow_day_bounds
 from backoffice.validation import ResendRequest
@@ -58,7 +62,8 @@ def _replay(session: Session, order_id: str, key: str, now: datetime, daily_limi
 
 
 def _create(
-    session: Session, order_id: str, request: ResendRequest, actor: str, now: datetime, daily_limit: int
+    session: Session, order_id: str, request: ResendRequest, actor: str, now: datetime, daily_limit: int,
+    lockout: LockoutPolicy,
 ) -> ResendOutcome:
     order = load_order(session, order_id, for_update=True)
     replay = _replay(session, order_id, request.idempotency_key, now, daily_limit)
@@ -74,15 +79,18 @@ def _create(
         channel=request.channel,
         address=request.address,
     )
+    if destination.is_new:  # the order's own addresses need no check (and so never hit a lock)
+        lockouts.require_buyer(session, order, request.verification, now=now, policy=lockout, actor=actor)
+    with session.begin_nested():  # a refusal from here on undoes only this part, not the check
+        return _send(session, order, destination, request, actor, now, daily_limit)
+
+
+def _send(
+    session: Session, order: Order, destination: Destination, request: ResendRequest, actor: str,
+    now: datetime, daily_limit: int,
+) -> ResendOutcome:
     verification = request.verification
-    rules.require_verification_for_new_address(
-        destination,
-        order_email=order.buyer_email,
-        order_phone=order.buyer_phone,
-        email=verification.email if verification else None,
-        phone_last4=verification.phone_last4 if verification else None,
-    )
-    sent_today = _sent_today(session, order_id, now)
+    sent_today = _sent_today(session, order.id, now)
     rules.check_resend_limit(sent_today, daily_limit)
 
     log = ResendLog(
@@ -123,10 +131,11 @@ def resend(
     actor: str,
     now: datetime,
     daily_limit: int,
+    lockout: LockoutPolicy = lockouts.DEFAULT_POLICY,
 ) -> ResendOutcome:
     try:
-        with write_transaction(session_factory) as session:
-            return _create(session, order_id, request, actor, now, daily_limit)
+        with lockouts.checked_transaction(session_factory) as session:
+            return _create(session, order_id, request, actor, now, daily_limit, lockout)
     except IntegrityError:
         with read_transaction(session_factory) as session:
             replay = _replay(session, order_id, request.idempotency_key, now, daily_limit)

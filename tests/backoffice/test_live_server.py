@@ -1,8 +1,9 @@
 """The real server (``python -m backoffice serve``) on a free loopback port, hammered concurrently:
 the same refund 100 times → exactly one refund row.
 
-Runs on a temporary SQLite file; also on PostgreSQL when ``BACKOFFICE_TEST_POSTGRES_URL`` points
-to a throw-away database (its back-office tables are dropped and re-seeded)."""
+Runs on a temporary SQLite file and on PostgreSQL: ``BACKOFFICE_TEST_POSTGRES_URL`` when it points
+to a throw-away database (its back-office tables are dropped and re-seeded), else a fresh database
+of the test session's local server (``postgres`` in tests/conftest.py)."""
 from __future__ import annotations
 
 import http.client
@@ -20,7 +21,8 @@ from tests.backoffice_process import running_backoffice
 from sqlalchemy import func, select
 
 from backoffice.db import make_engine, make_session_factory, read_transaction
-from backoffice.models import Order, Refund, ResendLog
+from backoffice.models import CheckLockout, Order, Refund, ResendLog
+from backoffice.settings import BackofficeSettings
 
 TOKEN = "live-test-token"
 CONCURRENCY = 100
@@ -45,17 +47,16 @@ class LiveServer:
 POSTGRES_URL = os.environ.get("BACKOFFICE_TEST_POSTGRES_URL")
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.skipif(
-            not POSTGRES_URL, reason="set BACKOFFICE_TEST_POSTGRES_URL to a throw-away database")),
-    ],
-)
+def _database_url(request, directory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{directory / 'live.db'}"
+    return POSTGRES_URL or request.getfixturevalue("postgres").database("backoffice_live")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request, tmp_path_factory) -> Iterator[LiveServer]:
     directory = tmp_path_factory.mktemp("live")
-    database_url = f"sqlite:///{directory / 'live.db'}" if request.param == "sqlite" else POSTGRES_URL
+    database_url = _database_url(request, directory)
     with running_backoffice(directory, database_url, TOKEN, reset=request.param != "sqlite") as base_url:
         live = LiveServer(base_url, database_url)
         try:
@@ -112,6 +113,22 @@ def test_concurrent_resends_respect_the_daily_limit(server) -> None:
     statuses = sorted(status for status, _ in replies)
     assert statuses == [201] * 3 + [429] * 17
     assert server.count(ResendLog, order_id="40817336") == 3
+
+
+def test_concurrent_wrong_pins_are_decided_one_at_a_time(server) -> None:
+    """20 wrong PINs for one code at once: exactly the limit are evaluated, the rest locked out."""
+    settings = BackofficeSettings.from_env()  # what the served process reads too
+    limit = settings.lockout_max_failures
+    bodies = [{"code": "DRM-MULT-8888-DMIR", "pin": f"{1000 + n}"} for n in range(20)]
+    replies = _fire(server, "/certificates/lookup", bodies)
+    assert sorted(status for status, _ in replies) == [403] * limit + [429] * (20 - limit)
+    locked = [reply["error"] for status, reply in replies if status == 429]
+    assert {error["code"] for error in locked} == {"too_many_attempts"}
+    # ≈ the window: each request's clock is read before it queues, so a refused one may have read
+    # it a moment before the failure that locked (then it waits that moment longer)
+    window = settings.lockout_window_minutes * 60
+    assert all(abs(error["retry_after_seconds"] - window) <= 30 for error in locked)
+    assert server.count(CheckLockout, kind="pin") == 1
 
 
 def test_errors_are_json_on_the_real_server(server) -> None:

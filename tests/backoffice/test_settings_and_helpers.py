@@ -8,7 +8,8 @@ from backoffice.errors import InvalidRequest
 from backoffice.settings import PROJECT_ROOT, BackofficeSettings
 
 ENV = ("BACKOFFICE_DATABASE_URL", "BACKOFFICE_API_TOKEN", "BACKOFFICE_HOST", "BACKOFFICE_PORT",
-       "RESEND_DAILY_LIMIT", "REFUND_WINDOW_DAYS")
+       "RESEND_DAILY_LIMIT", "REFUND_WINDOW_DAYS", "BACKOFFICE_LOCKOUT_MAX_FAILURES",
+       "BACKOFFICE_LOCKOUT_WINDOW_MINUTES")
 
 
 @pytest.fixture
@@ -24,6 +25,7 @@ def test_settings_defaults(clean_env) -> None:
     assert settings.api_token == "dev-backoffice-token"
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
     assert (settings.resend_daily_limit, settings.refund_window_days) == (3, 14)
+    assert (settings.lockout_max_failures, settings.lockout_window_minutes) == (5, 15)
 
 
 def test_settings_from_env(clean_env) -> None:
