@@ -20,7 +20,8 @@ KNOWN_DEFAULTS = {
     "HANDOFF_OPERATOR_TOKEN": "dev-operator-token",
 }
 MIN_LENGTH = 16
-#: what each deployable needs (the stack checks them all before it starts anything)
+#: what each deployable needs (the stack checks them all before it starts anything; the back office,
+#: replaceable by another company's service, checks its own token itself: backoffice/__main__.py)
 SECRETS_OF = {
     "back office": ["BACKOFFICE_API_TOKEN"],
     "action server": ["BACKOFFICE_API_TOKEN"],

@@ -44,3 +44,19 @@ def test_each_deployable_refuses_default_secrets_in_production(command, variable
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert variable in done.stdout + done.stderr
+
+
+def test_the_back_office_refuses_its_default_token_and_seeds_no_demo_data_in_production(tmp_path):
+    base = {key: value for key, value in os.environ.items() if key != "BACKOFFICE_API_TOKEN"}
+    database = tmp_path / "prod.db"
+    refused = subprocess.run([sys.executable, "-m", "backoffice", "serve"], cwd=PROJECT_ROOT, timeout=120,
+                             env={**base, "SUPPORT_ASSISTANT_ENV": "production",
+                                  "BACKOFFICE_DATABASE_URL": f"sqlite:///{database}"},
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "BACKOFFICE_API_TOKEN" in refused.stderr
+    assert not database.exists()
+    from backoffice.__main__ import production_problem
+    from backoffice.settings import BackofficeSettings
+
+    assert production_problem(BackofficeSettings(api_token=GOOD), {"SUPPORT_ASSISTANT_ENV": "production"}) is None
+    assert "shorter" in production_problem(BackofficeSettings(api_token="abc"), {"SUPPORT_ASSISTANT_ENV": "production"})
