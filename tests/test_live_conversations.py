@@ -120,3 +120,22 @@ def test_the_terminal_chat_talks_to_the_running_stack(stack: RunningStack):
     )
     assert done.returncode == 0, done.stderr
     assert "Ассистент: " in done.stdout and "виртуальный ассистент" in done.stdout, done.stdout
+
+
+def test_pin_enumeration_through_the_chat_stops_at_the_lockout(stack: RunningStack):
+    """The security review's attack: a new conversation for every guess. The back office counts the
+    failures per certificate, whatever the conversation: after 5 wrong PINs even the right one is
+    refused, the customer is told when to try again, and a human gets the case with the reason."""
+
+    def guess(number: int, pin: str) -> str:
+        sender = f"enumerate-{number}"
+        stack.say(sender, "хочу проверить баланс DRM-USED-9999-ZERO")
+        return " | ".join(reply.get("text", "") for reply in stack.say(sender, pin))
+
+    answers = [guess(n, f"{1000 + n}") for n in range(7)]
+    assert all("PIN-код не подходят" in answer for answer in answers[:5]), answers[:5]
+    assert all("слишком много неверных попыток" in answer for answer in answers[5:]), answers[5:]
+    assert "слишком много неверных попыток" in guess(7, "9999")  # the right PIN too
+    subjects = [row[0] for row in query(stack, "SELECT subject FROM tickets WHERE conversation_id LIKE 'enumerate-%'")]
+    assert subjects and all("заблокирована" in subject for subject in subjects)
+    assert handoff(stack).conversation("enumerate-7", with_messages=False).state is State.WAITING
