@@ -32,7 +32,7 @@ import json
 import logging
 from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Text, Tuple
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, Sanic
@@ -482,6 +482,7 @@ class HandoverGateway:
         async def pending(request: Request, conversation_id: str) -> HTTPResponse:
             """Operator replies and the bot's lines outside a turn that this client has not got
             yet; ``after``: the last id it got (those and older are marked delivered)."""
+            conversation_id = unquote(conversation_id)  # sanic 21.12 leaves %-escapes in path parameters
             try:
                 try:
                     after = int(request.args.get("after", 0))

@@ -5,7 +5,7 @@ The finders are the assistant's own entity patterns (``nlu/entity_patterns.py``)
 there gets the same masking here. What is masked, and how:
 
 * certificate codes — all groups but the last: ``DRM-****-****-7Q2K`` (the support handbook's form);
-* a PIN next to «пин», «PIN», «пин-код» — ``****``;
+* a PIN next to «пин», «PIN», «пин-код» (up to three words after it) — ``****``;
 * e-mails — the first letter of the mailbox and the domain stay: ``i***@mail.ru``;
 * phones — the last two digits stay: ``+7 *** ***-**-67``;
 * INN (ИНН) and order numbers — all digits but the last two: ``********63``.
@@ -28,7 +28,10 @@ DEFAULT_ENTITY_SPECS: Dict[str, Dict[str, Any]] = {
     "inn": {"kind": "inn_ru"},
 }
 _PIN_RE = re.compile(
-    r"(?P<label>(?<![\w])(?:пин|pin)(?:[\s\-]?(?:код|code))?(?:[а-яё]{0,3})?\W{0,3}(?:[а-яё]{1,6}\W{1,3})?)(?P<pin>\d{4,6})(?!\d)",
+    # up to three short words between the label and the digits: «пин 1234», «пин-код: 1234»,
+    # «мой пин от сертификата 1234», «ПИН код сертификата — 9876»
+    r"(?P<label>(?<![\w])(?:пин|pin)(?:[\s\-]?(?:код|code))?(?:[а-яё]{0,3})?\W{0,3}(?:[а-яёa-z]{1,12}\W{1,3}){0,3})"
+    r"(?P<pin>\d{4,6})(?!\d)",
     re.IGNORECASE,
 )
 
