@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.backoffice_client import BackofficeError, idempotency_key
 from actions.common import (
+    FlowFormValidation,
     answers_slot,
     backoffice,
     conversation_turns,
@@ -52,7 +53,7 @@ def documents_in(text: str) -> List[str]:
     return found
 
 
-class ValidateB2bForm(FormValidationAction):
+class ValidateB2bForm(FlowFormValidation):
     def name(self) -> Text:
         return "validate_b2b_form"
 

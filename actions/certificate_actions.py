@@ -12,13 +12,14 @@ from abc import ABC, abstractmethod
 import re
 from typing import Any, Dict, List, Optional, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.backoffice_client import BackofficeError, BackofficeRefused, Brand, Certificate, ErrorCode, mask_code
 from actions.common import (
+    FlowFormValidation,
     MAX_ATTEMPTS,
     answers_slot,
     as_mapping,
@@ -73,7 +74,7 @@ def say_status(dispatcher: CollectingDispatcher, info: Dict[str, Any]) -> None:
     )
 
 
-class CertificateFormValidation(FormValidationAction, ABC):
+class CertificateFormValidation(FlowFormValidation, ABC):
     """Code, then PIN; the lookup happens when the PIN arrives."""
 
     @abstractmethod

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import re
+from abc import ABC, abstractmethod
 from datetime import date, datetime
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
-from rasa_sdk import Tracker
+from rasa_sdk import FormValidationAction, Tracker
 from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from ruamel.yaml import YAML
 
@@ -208,3 +209,18 @@ def payment_words(method: Optional[str]) -> str:
 
 def as_mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+class FlowFormValidation(FormValidationAction, ABC):
+    """Base of every flow's form validation: a flow that starts or goes on ends a pending
+    «Вопрос решён?» (a «да» inside the flow answers the flow, not that question)."""
+
+    @abstractmethod
+    def name(self) -> str:
+        """``validate_<form>`` (abstract: the action server registers only concrete actions)."""
+
+    async def run(self, dispatcher: Any, tracker: Tracker, domain: Any) -> List[EventType]:
+        events = list(await super().run(dispatcher, tracker, domain))
+        if tracker.get_slot("feedback_pending"):
+            events.append(SlotSet("feedback_pending", None))
+        return events

@@ -12,13 +12,14 @@ from abc import ABC, abstractmethod
 import re
 from typing import Any, Dict, List, Optional, Text
 
-from rasa_sdk import FormValidationAction, Tracker
+from rasa_sdk import Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.backoffice_client import BackofficeError, BackofficeRefused, ErrorCode, Order
 from actions.common import (
+    FlowFormValidation,
     MAX_ATTEMPTS,
     answers_slot,
     as_mapping,
@@ -59,7 +60,7 @@ def order_summary(order: Order) -> Dict[str, Any]:
     }
 
 
-class OrderFormValidation(FormValidationAction, ABC):
+class OrderFormValidation(FlowFormValidation, ABC):
     """Base of the forms that start with an order number and may need the buyer check."""
 
     #: «заказ 40817263, почта ivan@mail.ru» answers both questions at once (not in the resend

@@ -283,8 +283,10 @@ class Conversation:
                 self.handed_over = True
             check_response(self.domain, message, self.slots)
             self.transcript.append(message)
+            # as Rasa logs it: a response's name in metadata.utter_action, custom payloads in data
             self.events.append({"event": "bot", "text": message.get("response") or message.get("text"),
-                                "data": {}, "metadata": {}})
+                                "data": {"custom": message.get("custom")} if message.get("custom") else {},
+                                "metadata": {"utter_action": message["response"]} if message.get("response") else {}})
 
     # --- the customer -----------------------------------------------------------------------
 
