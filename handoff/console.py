@@ -19,6 +19,10 @@ with the error's HTTP status)::
     GET  /api/conversations/<id>/copilot         the conversation's copilot events
     POST /api/drafts/<id>/rate {rating: like|dislike} | send {text} | discard
     GET  /api/copilot/stats                      per topic: drafts, like rate, sent as-is, edits, mode
+    GET  /api/copilot/modes                      the modes and the audit of their changes
+    POST /api/copilot/modes {topic, mode, reason}  move a topic (copilot.yml rewritten, audited)
+    GET  /api/analytics/report?since=7d&until=…  the analytics report (also for BI tools)
+    GET  /analytics                              the dashboard page
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import hmac
 import itertools
 import logging
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -237,6 +242,51 @@ def create_app(
         operator = operator_of(request)
         await _call(copilot.discard, _draft_id(did), operator)
         return json_response({"draft_id": _draft_id(did), "outcome": "discarded"})
+
+    @app.get("/analytics")
+    async def analytics_page(request: Request) -> HTTPResponse:
+        return await file(STATIC_DIR / "analytics.html", mime_type="text/html; charset=utf-8")
+
+    @app.get("/api/analytics/report")
+    async def analytics_report(request: Request) -> HTTPResponse:
+        """The analytics report (README «Analytics»): ``since`` / ``until`` (7d, 2026-12-01…),
+        ``conversations=1`` for each conversation's outcome. Also for BI tools (same token)."""
+        operator_of(request)
+        from analytics.service import make_report
+        from analytics.settings import AnalyticsSettings
+
+        analytics_settings = AnalyticsSettings.from_env()
+        analytics_settings = replace(analytics_settings, handoff_database_url=settings.database_url)
+        try:
+            report = await _call(make_report, analytics_settings, since=request.args.get("since"),
+                                 until=request.args.get("until"),
+                                 with_conversations=request.args.get("conversations") in ("1", "true"))
+        except ValueError as error:
+            raise InvalidInput(str(error)) from None
+        return json_response(report.to_dict())
+
+    @app.post("/api/copilot/modes")
+    async def change_mode(request: Request) -> HTTPResponse:
+        """Move a topic between autonomous and copilot (copilot.yml rewritten, audited)."""
+        operator = operator_of(request)
+        body = _body(request)
+        from handoff.modes import set_mode
+
+        change = await _call(set_mode, service, settings.modes_file, body.get("topic"), body.get("mode"),
+                             operator, body.get("reason"))
+        copilot.modes = CopilotModes.load(settings.modes_file)
+        return json_response(change.to_dict(), status=201)
+
+    @app.get("/api/copilot/modes")
+    async def modes(request: Request) -> HTTPResponse:
+        operator_of(request)
+        from handoff.modes import mode_history
+
+        history = await _call(mode_history, service)
+        current = copilot.modes
+        return json_response({"default": current.default.value,
+                              "topics": {topic: mode.value for topic, mode in current.topics.items()},
+                              "history": [change.to_dict() for change in history]})
 
     @app.get("/api/copilot/stats")
     async def stats(request: Request) -> HTTPResponse:

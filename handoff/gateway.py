@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Text, Tuple
 from urllib.parse import unquote, urljoin
@@ -46,6 +47,8 @@ from handoff.marker import HandoverMarker, MalformedMarker
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+#: how often the gateway looks whether copilot.yml changed (a lead moved a topic in the console)
+MODES_RECHECK_SECONDS = 2.0
 RETURNED_RESPONSE = "utter_handoff_returned"
 CLOSED_RESPONSE = "utter_handoff_closed"
 COPILOT_HOLD_RESPONSE = "utter_copilot_hold"
@@ -104,14 +107,31 @@ class CopilotGate:
 
     def __init__(self, modes: Any = None, drafts: Any = None) -> None:
         self._modes = modes
+        self._follows_file = modes is None  # the modes of copilot.yml, read again when it changes
+        self._file_seen: Any = None
+        self._checked_at = 0.0
         self.drafts = drafts
 
     @property
     def modes(self) -> Any:
-        if self._modes is None:
-            from handoff.copilot import default_modes
+        if self._follows_file and time.monotonic() - self._checked_at >= MODES_RECHECK_SECONDS:
+            self._checked_at = time.monotonic()
+            from handoff.copilot import CopilotModes
+            from handoff.settings import HandoffSettings
 
-            self._modes = default_modes()
+            path = HandoffSettings.from_env().modes_file
+            try:
+                stamp = path.stat().st_mtime_ns
+            except OSError:
+                stamp = None
+            if self._modes is None or stamp != self._file_seen:
+                try:
+                    self._modes = CopilotModes.load(path)
+                    self._file_seen = stamp
+                except Exception:  # a broken edit: keep the last good modes
+                    logger.exception("copilot modes file %s unreadable; keeping the previous modes", path)
+                    if self._modes is None:
+                        self._modes = CopilotModes()
         return self._modes
 
     def active(self) -> bool:

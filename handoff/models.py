@@ -8,6 +8,7 @@
   went to an operator wait for the console).
 * ``state_changes`` — the audit of every transition: from, to, actor, reason, the version after.
 * ``copilot_events`` — drafts shown to operators, ratings, sends and discards, for analytics.
+* ``mode_changes`` — the audit of each topic moved between autonomous and copilot.
 """
 from __future__ import annotations
 
@@ -130,4 +131,18 @@ class CopilotEvent(Base):
     outcome = Column(String(10), nullable=True)
     confidence = Column(Float, nullable=True)
     source = Column(String(500), nullable=True)  # "scenario:<intent>", "rag:<article>" ...
+    at = Column(UTCDateTime, nullable=False)
+
+
+class ModeChange(Base):
+    """A support lead moved a topic between autonomous and copilot (copilot.yml rewritten)."""
+
+    __tablename__ = "mode_changes"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    topic = Column(String(64), nullable=False)
+    from_mode = Column(String(12), nullable=False)
+    to_mode = Column(String(12), nullable=False)
+    operator_id = Column(String(ID_LENGTH), nullable=False)
+    reason = Column(String(500), nullable=True)  # e.g. the analytics advice it followed
     at = Column(UTCDateTime, nullable=False)
