@@ -270,6 +270,7 @@ def print_banner(settings: StackSettings, stack: Optional[Stack] = None) -> None
 ✓ The assistant is running.
   Web chat:    {s.webchat_url}/   (open it in a browser)
   Operators:   {s.console_url}/   (token: HANDOFF_OPERATOR_TOKEN, default dev-operator-token)
+  Analytics:   {s.console_url}/analytics   (python -m analytics report; demo data: python -m analytics demo)
   REST:        curl -s -X POST {s.rasa_url}/webhooks/rest/webhook \\
                  -H 'Content-Type: application/json' \\
                  -d '{{"sender": "me", "message": "хочу вернуть деньги за заказ 40817263"}}'
