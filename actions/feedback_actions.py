@@ -20,11 +20,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from ruamel.yaml import YAML
 
 from actions.common import active_form, latest_intent
+from analytics.outcomes import KNOWLEDGE_INTENTS, topic_of
 from engine.settings import PROJECT_ROOT
 
-KNOWLEDGE_INTENTS = frozenset({"knowledge_question", "nlu_fallback", "out_of_scope"})
-SMALL_TALK = frozenset({"greet", "goodbye", "thank", "affirm", "deny", "inform", "bot_challenge", "cancel",
-                        "help_unclear", "feedback_resolved", "feedback_unresolved", "feedback_rating"})
 YES, NO = "yes", "no"
 
 
@@ -62,15 +60,15 @@ def _this_turn(tracker: Tracker) -> List[Dict[str, Any]]:
 
 
 def current_topic(tracker: Tracker) -> Optional[str]:
-    """The latest intent of this session that says what the customer wants (knowledge intents as one)."""
+    """The latest intent of this session that says what the customer wants (the way analytics
+    names topics: knowledge intents as one)."""
+    intents = []
     for event in reversed(list(tracker.events)):
         if event.get("event") == "action" and event.get("name") == "action_session_start":
             break
         if event.get("event") == "user":
-            intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
-            if intent and intent not in SMALL_TALK:
-                return "knowledge_question" if intent in KNOWLEDGE_INTENTS else intent
-    return None
+            intents.append(((event.get("parse_data") or {}).get("intent") or {}).get("name"))
+    return topic_of(intents)
 
 
 def handed_over_this_turn(turn: List[Dict[str, Any]]) -> bool:
