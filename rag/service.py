@@ -5,6 +5,16 @@ loads nothing until the first question (or ``warm_up()``): then it opens the ind
 query encoder and, with ``sync_on_start``, brings the index up to date with the KB folder
 (incremental; nothing is embedded when nothing changed).
 
+With ``sync_on_start`` the service then *follows* the folder: before a question, at most every
+``kb_check_seconds``, it compares a fingerprint of the folder (``kb_fingerprint``: names, mtimes
+and sizes of the ``*.md`` files — one ``stat`` each, nothing read) with the one of the last sync,
+and on a difference re-ingests incrementally in this process, so an edited, added or removed
+article is answered from within seconds, in every process that holds an index, without a
+restart. The thread that notices the change syncs (then answers); the other threads keep
+answering from the index as it is, and one sync runs at a time. A broken article
+(``KnowledgeBaseError``) is logged and the index keeps its previous content until the files change
+again (the articles are all read before the index is touched, so nothing is half-applied).
+
 A turn:
 
 1. personal data in the question is masked (``rag.privacy``); only the masked text is used from
@@ -19,14 +29,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from rag.answerers.base import Answer, Answerer, AnswererError
 from rag.answerers.extractive import ExtractiveAnswerer
-from rag.documents import is_question_chunk
+from rag.documents import KnowledgeBaseError, is_question_chunk
 from rag.grounding import GroundingChecker, GroundingReport
 from rag.privacy import PiiMasker
 from rag.retriever import ArticleHit, Hit, Retrieval, Retriever
@@ -101,6 +113,33 @@ def clarify_text(articles: Sequence[ArticleHit]) -> str:
     return f"Уточните, пожалуйста: вы про «{titles[0]}»?"
 
 
+#: (file name, mtime in ns, size) of every article file, sorted by name
+KbFingerprint = Tuple[Tuple[str, int, int], ...]
+
+
+def kb_fingerprint(kb_dir: Path) -> KbFingerprint:
+    """The state of the ``*.md`` files of ``kb_dir`` as the file system reports it (``()`` when
+    the folder is missing). One ``stat`` per file and no reading, so it is cheap enough to take
+    before a question; ingest compares the contents, so a touched but unchanged file costs no
+    embedding."""
+    try:
+        entries = list(os.scandir(kb_dir))
+    except OSError:  # missing or unreadable: a state like any other (ingest reports the error)
+        return ()
+    files = []
+    for entry in entries:
+        if not entry.name.endswith(".md"):  # the files load_articles reads (editors' temp files are not)
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            stat = entry.stat()
+        except OSError:  # removed between the listing and the stat: the next check sees it gone
+            continue
+        files.append((entry.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(files))
+
+
 def build_answerer(settings: RagSettings) -> Answerer:
     if settings.answerer == "hf-local":
         from rag.answerers.huggingface import HuggingFaceAnswerer
@@ -141,8 +180,15 @@ class KnowledgeService:
         self._grounding = grounding or GroundingChecker(min_overlap=self.settings.grounding_min_overlap)
         self._masker = masker
         self._index = None
+        self._dense = None
+        self._sparse = None
         self._lock = threading.RLock()
         self.last_sync = None
+        # following the KB folder (only when this service ingests it itself, see _build_retriever)
+        self._follows_kb = False
+        self._sync_lock = threading.Lock()  # one sync at a time; when both are held, taken after _lock
+        self._kb_state: Optional[KbFingerprint] = None  # the files as last ingested (or found broken)
+        self._kb_checked_at = 0.0  # time.monotonic() of the last look at the folder
 
     @classmethod
     def from_settings(cls, settings: Optional[RagSettings] = None) -> "KnowledgeService":
@@ -173,23 +219,77 @@ class KnowledgeService:
 
     def _build_retriever(self) -> Retriever:
         from rag.components import build_dense, build_index, build_retriever, build_sparse
-        from rag.ingest import ingest_kb
 
         settings = self.settings
         index = build_index(settings)
         dense = build_dense(settings) if settings.mode != "sparse" or settings.sync_on_start else None
         sparse = build_sparse(settings)
-        if settings.sync_on_start and settings.kb_dir.is_dir():
-            self.last_sync = ingest_kb(
-                index, settings.kb_dir, dense, sparse,
-                max_chars=settings.max_chunk_chars, min_chars=settings.min_chunk_chars,
-            )
-        elif index.count() == 0:
+        self._index, self._dense, self._sparse = index, dense, sparse
+        if settings.sync_on_start:
+            with self._sync_lock:
+                # taken before the files are read: an edit made during the sync is seen by the next check
+                self._kb_state = kb_fingerprint(settings.kb_dir)
+                self._kb_checked_at = time.monotonic()
+                self._follows_kb = settings.kb_check_seconds > 0
+                if settings.kb_dir.is_dir():
+                    self._sync_kb()
+        if index.count() == 0:
             logger.warning(
                 "The knowledge-base index %s is empty: run `python -m rag ingest`.", settings.collection_name
             )
-        self._index = index
         return build_retriever(settings, index, dense, sparse)
+
+    def _sync_kb(self) -> bool:
+        """Incremental ingest of the KB folder into this service's index; False when an article is
+        broken (logged; the index is left as it was, since ingest reads every article first)."""
+        from rag.ingest import ingest_kb
+
+        settings = self.settings
+        try:
+            self.last_sync = ingest_kb(
+                self._index, settings.kb_dir, self._dense, self._sparse,
+                max_chars=settings.max_chunk_chars, min_chars=settings.min_chunk_chars,
+            )
+        except KnowledgeBaseError as error:
+            logger.error(
+                "Knowledge base %s not ingested, answering from the index as it was: %s", settings.kb_dir, error
+            )
+            return False
+        return True
+
+    def _follow_kb(self) -> None:
+        """Re-ingests the KB folder when its files changed since the last sync (checked at most
+        every ``kb_check_seconds``). Never raises: a failed sync leaves the current index serving."""
+        interval = self.settings.kb_check_seconds
+        if not self._follows_kb or time.monotonic() - self._kb_checked_at < interval:
+            return
+        # a sync is running: answer from the index as it is rather than wait for it
+        if not self._sync_lock.acquire(blocking=False):
+            return
+        try:
+            # closed meanwhile, or another thread has just looked
+            if self._index is None or time.monotonic() - self._kb_checked_at < interval:
+                return
+            state = kb_fingerprint(self.settings.kb_dir)
+            self._kb_checked_at = time.monotonic()
+            if state == self._kb_state:
+                return
+            logger.info("Knowledge base files changed in %s: re-ingesting", self.settings.kb_dir)
+            try:
+                self._sync_kb()
+            except Exception:  # the index or the encoder failed: keep serving, retry at the next check
+                logger.exception("Knowledge base sync failed; retrying in %.0f s", interval)
+                return
+            # a broken article too: tried again when the files change again, not at every check
+            self._kb_state = state
+        finally:
+            self._sync_lock.release()
+
+    def _following_retriever(self) -> Retriever:
+        """The retriever, after the KB folder was checked for changes."""
+        retriever = self.retriever
+        self._follow_kb()
+        return retriever
 
     def warm_up(self) -> "KnowledgeService":
         """Loads everything now (index, encoder, a first query) instead of on the first question."""
@@ -200,14 +300,14 @@ class KnowledgeService:
     # --- answering ----------------------------------------------------------------------------
 
     def retrieve(self, question: str) -> Retrieval:
-        return self.retriever.retrieve(self.masker.mask(question))
+        return self._following_retriever().retrieve(self.masker.mask(question))
 
     def answer(self, question: str) -> RagResult:
         started = time.perf_counter()
         masked = self.masker.mask(question or "").strip()
         if not masked:
             return RagResult(NO_ANSWER, NO_ANSWER_TEXT, None, None, 0.0, masked_question=masked)
-        retrieval = self.retriever.retrieve(masked)
+        retrieval = self._following_retriever().retrieve(masked)
         top = retrieval.top
         status = self.thresholds.decide(retrieval.confidence) if top else NO_ANSWER
         candidates = tuple(article.title for article in retrieval.articles[:2])
@@ -239,7 +339,7 @@ class KnowledgeService:
         for the question (a stale button): nothing is stated that the retrieval did not find."""
         started = time.perf_counter()
         masked = self.masker.mask(question or "").strip()
-        retrieval = self.retriever.retrieve(masked) if masked else None
+        retrieval = self._following_retriever().retrieve(masked) if masked else None
         chosen = next((a for a in retrieval.articles if a.article_id == article_id), None) if retrieval else None
         if chosen is None:
             return RagResult(NO_ANSWER, NO_ANSWER_TEXT, None, None, 0.0, masked_question=masked)
@@ -293,7 +393,8 @@ class KnowledgeService:
 
     def close(self) -> None:
         """Releases the index this service opened (an injected retriever's index is the caller's)."""
-        with self._lock:
+        with self._lock, self._sync_lock:  # after a running sync, which writes to that index
+            self._follows_kb = False
             if self._index is not None:
                 self._index.close()
                 self._index = None

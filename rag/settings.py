@@ -25,6 +25,10 @@ environment variable           rag.yml key                     meaning (default)
 ``RAG_OPENAI_TIMEOUT_SECONDS`` ``answerer.openai.timeout_...`` request timeout (20)
 ``RAG_ANSWER_THRESHOLD``       ``thresholds.answer``           confidence to answer
 ``RAG_CLARIFY_THRESHOLD``      ``thresholds.clarify``          confidence to ask a clarifying question
+``RAG_SYNC_ON_START``          ``sync_on_start``               the service ingests ``kb_dir`` itself (true)
+``RAG_KB_CHECK_SECONDS``       ``kb_check_seconds``            with it: KB files checked for changes at most
+                                                               this often while serving, changes re-ingested
+                                                               (5 s; 0: only at start)
 =============================  ==============================  ==========================================
 
 Malformed values raise ``ValueError`` at start-up rather than in the middle of a conversation.
@@ -98,6 +102,9 @@ class RagSettings:
     grounding_min_overlap: float = 0.7
     # incremental ingest of the KB folder on the first use of the service (cheap when nothing changed)
     sync_on_start: bool = True
+    # with sync_on_start: while serving, the KB folder's file list, mtimes and sizes are checked at
+    # most this often before a question; a change is re-ingested in place (0: never after the start)
+    kb_check_seconds: float = 5.0
     # config.yml of the assistant: the privacy masking reuses its entity patterns
     nlu_config_path: Path = PROJECT_ROOT / "config.yml"
 
@@ -122,7 +129,9 @@ class RagSettings:
             parts = urlsplit(self.qdrant_url)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ValueError(f"RAG_QDRANT_URL must be an http(s) URL, got {self.qdrant_url!r}")
-        for name in ("answer_threshold", "clarify_threshold", "sparse_weight", "grounding_min_overlap"):
+        for name in (
+            "answer_threshold", "clarify_threshold", "sparse_weight", "grounding_min_overlap", "kb_check_seconds",
+        ):
             value = float(getattr(self, name))
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number")
@@ -134,6 +143,8 @@ class RagSettings:
             )
         if not 0.0 <= self.sparse_weight <= 1.0:
             raise ValueError("sparse_weight must be within 0..1")
+        if self.kb_check_seconds < 0:
+            raise ValueError(f"RAG_KB_CHECK_SECONDS must be >= 0 (0 disables the check), got {self.kb_check_seconds}")
         for name in ("top_k", "prefetch_limit", "max_chunk_chars", "hf_max_new_tokens", "encoder_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -230,6 +241,7 @@ def _from_yaml(path: Path) -> Dict[str, Any]:
         "openai_timeout_seconds": openai.get("timeout_seconds"),
         "grounding_min_overlap": grounding.get("min_overlap"),
         "sync_on_start": data.get("sync_on_start"),
+        "kb_check_seconds": data.get("kb_check_seconds"),
         "nlu_config_path": resolve(data.get("nlu_config")),
     }
     return {key: value for key, value in values.items() if value is not None}
@@ -250,7 +262,7 @@ def _from_env(env: Mapping[str, str]) -> Dict[str, Any]:
             values[key] = Path(raw).expanduser().resolve() if key in ("kb_dir", "qdrant_path") else raw
     for name, key in (
         ("RAG_ANSWER_THRESHOLD", "answer_threshold"), ("RAG_CLARIFY_THRESHOLD", "clarify_threshold"),
-        ("RAG_OPENAI_TIMEOUT_SECONDS", "openai_timeout_seconds"),
+        ("RAG_OPENAI_TIMEOUT_SECONDS", "openai_timeout_seconds"), ("RAG_KB_CHECK_SECONDS", "kb_check_seconds"),
     ):
         if _raw(env, name) is not None:
             values[key] = _float(env, name, 0.0)
