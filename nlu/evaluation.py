@@ -248,7 +248,8 @@ def choose_threshold(
 # --- benchmarks -----------------------------------------------------------------------------
 
 def heldout_benchmark(workdir: Path, pipelines: Sequence[str]) -> Dict[str, Any]:
-    train_files = sorted((ROOT / "data" / "nlu").glob("*.yml"))
+    # recursive: the review tool's data/nlu/reviewed/ is training data too
+    train_files = sorted((ROOT / "data" / "nlu").rglob("*.yml"))
     test = load_examples(ROOT / "tests" / "data" / "nlu_heldout.yml")
     oos = read_lines(ROOT / "tests" / "data" / "out_of_scope_heldout.txt")
     report: Dict[str, Any] = {"test_examples": len(test), "oos_examples": len(oos), "pipelines": {}}
