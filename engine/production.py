@@ -1,6 +1,6 @@
 """Production mode: ``SUPPORT_ASSISTANT_ENV=production`` makes each deployable refuse to start with
 a default, empty or short secret, naming the variable — the development defaults
-(``dev-backoffice-token``, ``dev-operator-token``, a conversation-state key generated into a file)
+(``dev-backoffice-token``, ``dev-operator-token``, ``dev-trainer-token``, a conversation-state key generated into a file)
 are public knowledge, fine on a laptop and a breach anywhere else.
 
     from engine.production import require_secrets
@@ -18,6 +18,7 @@ MODE_VARIABLE = "SUPPORT_ASSISTANT_ENV"
 KNOWN_DEFAULTS = {
     "BACKOFFICE_API_TOKEN": "dev-backoffice-token",
     "HANDOFF_OPERATOR_TOKEN": "dev-operator-token",
+    "REVIEW_TRAINER_TOKEN": "dev-trainer-token",
 }
 MIN_LENGTH = 16
 #: what each deployable needs (the stack checks them all before it starts anything; the back office,
@@ -26,7 +27,7 @@ SECRETS_OF = {
     "back office": ["BACKOFFICE_API_TOKEN"],
     "action server": ["BACKOFFICE_API_TOKEN"],
     "Rasa server": ["CONVERSATION_STATE_KEY"],
-    "operator console": ["HANDOFF_OPERATOR_TOKEN"],
+    "operator console": ["HANDOFF_OPERATOR_TOKEN", "REVIEW_TRAINER_TOKEN"],  # operators; trainers (/review)
 }
 
 

@@ -233,7 +233,10 @@ class Stack:
         sup.add(Service("operator console", [
             sys.executable, "-m", "handoff.console", "serve", "--host", s.host, "--port", str(s.console_port),
             "--rasa-url", s.rasa_url,
-        ], self._env(ACTION_SERVER_URL=local_action_url), health_url=f"{s.console_url}/health"))
+        ], self._env(ACTION_SERVER_URL=local_action_url, RASA_MODELS_DIR=str(s.models_dir),
+                     # the review loop loads a retrained model into every replica
+                     REVIEW_RASA_URLS=",".join(f"http://127.0.0.1:{port}" for port in self.rasa_ports)),
+            health_url=f"{s.console_url}/health"))
         sup.add(Service("web chat", [
             sys.executable, "-m", "webchat", "serve", "--host", s.host, "--port", str(s.webchat_port),
             "--rasa-url", s.rasa_url,
@@ -271,6 +274,7 @@ def print_banner(settings: StackSettings, stack: Optional[Stack] = None) -> None
   Web chat:    {s.webchat_url}/   (open it in a browser)
   Operators:   {s.console_url}/   (token: HANDOFF_OPERATOR_TOKEN, default dev-operator-token)
   Analytics:   {s.console_url}/analytics   (python -m analytics report; demo data: python -m analytics demo)
+  Review:      {s.console_url}/review   (trainers: REVIEW_TRAINER_TOKEN, default dev-trainer-token)
   REST:        curl -s -X POST {s.rasa_url}/webhooks/rest/webhook \\
                  -H 'Content-Type: application/json' \\
                  -d '{{"sender": "me", "message": "хочу вернуть деньги за заказ 40817263"}}'

@@ -23,6 +23,7 @@ with the error's HTTP status)::
     POST /api/copilot/modes {topic, mode, reason}  move a topic (copilot.yml rewritten, audited)
     GET  /api/analytics/report?since=7d&until=…  the analytics report (also for BI tools)
     GET  /analytics                              the dashboard page
+    /review, /api/review/…                       the trainers' review inbox (own token: review/console.py)
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import os
 import sys
 from dataclasses import replace
 from functools import partial
@@ -41,6 +43,7 @@ from sanic import Sanic
 from sanic.request import Request
 from sanic.response import HTTPResponse, file, json as json_response
 
+from engine.env import env_raw
 from handoff.copilot import Copilot, CopilotModes
 from handoff.drafts import AssistantDraftProvider, attached_draft
 from handoff.errors import HandoffError, InvalidInput, NotFound, Unauthorized
@@ -100,6 +103,7 @@ def create_app(
     copilot: Optional[Copilot] = None,
     drafts: Any = None,
     rasa_url: Optional[str] = None,
+    review: Any = None,
 ) -> Sanic:
     settings = settings or HandoffSettings.from_env()
     service = service or HandoffService.from_settings(settings)
@@ -297,6 +301,14 @@ def create_app(
             topic: {**value.to_dict(), "mode": copilot.mode_for(topic).value} for topic, value in topics.items()
         }})
 
+    from review.console import add_review_routes
+    from review.settings import ReviewSettings
+
+    if review is None:  # the trainers' decisions: this console's database unless REVIEW_DATABASE_URL says otherwise
+        review = ReviewSettings.from_env()
+        review = replace(review, handoff_database_url=settings.database_url,
+                         review_database_url=env_raw(os.environ, "REVIEW_DATABASE_URL") or settings.database_url)
+    add_review_routes(app, review)
     return app
 
 

@@ -35,10 +35,12 @@ def test_only_production_mode_refuses():
     (["engine.rasa_server"], "CONVERSATION_STATE_KEY"),
     (["engine.action_server"], "BACKOFFICE_API_TOKEN"),
     (["handoff.console", "serve"], "HANDOFF_OPERATOR_TOKEN"),
+    (["handoff.console", "serve"], "REVIEW_TRAINER_TOKEN"),
 ])
 def test_each_deployable_refuses_default_secrets_in_production(command, variable):
     env = {key: value for key, value in os.environ.items()
-           if key not in ("BACKOFFICE_API_TOKEN", "HANDOFF_OPERATOR_TOKEN", "CONVERSATION_STATE_KEY")}
+           if key not in ("BACKOFFICE_API_TOKEN", "HANDOFF_OPERATOR_TOKEN", "CONVERSATION_STATE_KEY",
+                          "REVIEW_TRAINER_TOKEN")}
     env.update(SUPPORT_ASSISTANT_ENV="production", BACKOFFICE_API_TOKEN="dev-backoffice-token")
     done = subprocess.run([sys.executable, "-m", *command], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
