@@ -30,10 +30,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
-import os
 import re
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -43,11 +40,7 @@ from nlu.entity_patterns import find_entities
 from rag.documents import _FRONT_MATTER_RE, Article, KnowledgeBaseError, parse_article
 from rag.privacy import entity_specs, mask_pii
 from rag.text import normalise
-
-try:  # POSIX: serialises writers across processes too
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: the thread lock only
-    fcntl = None  # type: ignore[assignment]
+from review.files import folder_lock, write_atomic
 
 MAX_QUESTION_CHARS = 300
 ARTICLE_ID_RE = re.compile(r"[a-z0-9-]{3,64}")
@@ -55,8 +48,6 @@ _QUESTIONS_KEY_RE = re.compile(r"^questions[ \t]*:(?P<rest>.*)$")
 _ITEM_PREFIX_RE = re.compile(r"^([ \t]*-[ \t]+)")
 _NULL_VALUES = ("", "~", "null", "Null", "NULL")
 _PLACEHOLDER_CHARS = frozenset("Xx*")
-NEW_FILE_MODE = 0o644  # mkstemp creates 0600: the action server may run as another user
-_WRITE_LOCK = threading.Lock()
 
 
 class KbEditError(ValueError):
@@ -90,7 +81,7 @@ def add_alias(kb_dir: Path, article_id: str, question: str) -> Path:
         new_text = _with_alias(text, question, path)
         # the loader must see exactly one more alias and nothing else changed
         _expect(new_text, path, article, questions=article.questions + (question,))
-        _write_atomic(path, new_text)
+        write_atomic(path, new_text)
     return path
 
 
@@ -139,7 +130,7 @@ def create_article(
             text, path, None, id=article_id, title=title, body=body,
             questions=tuple(checked_questions), tags=tuple(checked_tags), related=(),
         )
-        _write_atomic(path, text)
+        write_atomic(path, text)
     return path
 
 
@@ -159,7 +150,7 @@ def replace_body(kb_dir: Path, article_id: str, body: str) -> Path:
         if new_text == text:
             return path  # unchanged: no write, no re-ingest
         _expect(new_text, path, article, body=body)
-        _write_atomic(path, new_text)
+        write_atomic(path, new_text)
     return path
 
 
@@ -351,47 +342,9 @@ def _article_text(article_id: str, title: str, body: str, questions: Sequence[st
 
 @contextlib.contextmanager
 def _writing(kb_dir: Path) -> Iterator[None]:
-    """One edit at a time, from reading the file to replacing it: a thread lock for this process,
-    ``flock`` on the folder for other processes (released when the descriptor closes)."""
+    """One edit of the folder at a time, from reading the file to replacing it."""
     if not kb_dir.is_dir():
         raise KbEditError(f"knowledge base directory not found: {kb_dir}")
-    with _WRITE_LOCK:
-        if fcntl is None:
-            yield
-            return
-        descriptor = os.open(kb_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Writes ``text`` to a temporary file next to ``path``, then renames it over ``path``: a reader
-    sees the old file or the new one, and a failure leaves ``path`` untouched."""
-    mode = (path.stat().st_mode & 0o7777) if path.exists() else NEW_FILE_MODE
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Makes the rename durable (best effort: not every platform can open a directory)."""
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+    with folder_lock(kb_dir):
+        yield
 

@@ -50,18 +50,13 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from engine.settings import PROJECT_ROOT
-
-try:  # POSIX: serialises writers across processes too
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: the thread lock only
-    fcntl = None  # type: ignore[assignment]
+from review.files import folder_lock, fsync_directory, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +67,6 @@ HELDOUT_OUT_OF_SCOPE = Path("tests") / "data" / "out_of_scope_heldout.txt"
 CALIBRATION_OUT_OF_SCOPE = Path("data") / "calibration" / "out_of_scope.txt"
 FALLBACK_INTENT = "nlu_fallback"
 OUT_OF_SCOPE_INTENT = "out_of_scope"
-NEW_FILE_MODE = 0o644  # mkstemp creates 0600: the Rasa server may run as another user
 HEADER = (
     "# Reviewed examples: customer messages a trainer labelled in the review console.\n"
     "# Written by review/training.py (one file per intent); `rasa train` reads it with the rest of data/.\n"
@@ -84,8 +78,6 @@ _INTENT_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _SPACES = re.compile(r"\s+")
 _NON_WORD = re.compile(r"[^\w]+")
 _END_PUNCTUATION = ".!?…,;: "
-_LOCKS: Dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 
 
 class ReviewRefused(ValueError):
@@ -478,21 +470,10 @@ class ReviewedData:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """One write at a time, from reading the data to replacing the file: a thread lock per folder
-        for this process, ``flock`` on the folder for other processes."""
+        """One write at a time, from reading the data to replacing the file (``review.files``)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with _LOCKS_GUARD:
-            lock = _LOCKS.setdefault(str(self.folder), threading.Lock())
-        with lock:
-            if fcntl is None:  # pragma: no cover
-                yield
-                return
-            descriptor = os.open(self.folder, os.O_RDONLY)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(descriptor)
+        with folder_lock(self.folder):
+            yield
 
     def _replace(self, path: Path, intent: str, examples: List[Tuple[str, str, Tuple[Dict[str, Any], ...]]]) -> None:
         others = sorted({example_intent for _, example_intent, _ in examples if example_intent != intent})
@@ -511,7 +492,7 @@ class ReviewedData:
         if _comparable(in_memory) != expected:
             raise ReviewRefused("invalid", "the example would not read back as written (unusual characters?)")
         old = path.read_bytes() if path.exists() else None
-        _write_atomic(path, text)
+        write_atomic(path, text)
         try:
             reread = _load_examples(path)
             if _comparable(reread) != expected:
@@ -521,13 +502,13 @@ class ReviewedData:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             else:
-                _write_atomic(path, old.decode("utf-8"))
+                write_atomic(path, old.decode("utf-8"))
             raise ReviewRefused("invalid", f"the written file did not load back ({error}); it was restored") from error
 
     def _delete(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
 
 
 def render(intent: str, examples: Sequence[Tuple[str, str, Sequence[Mapping[str, Any]]]]) -> str:
@@ -567,33 +548,6 @@ def _entity_key(entity: Mapping[str, Any]) -> Tuple[Any, ...]:
 
 def _comparable(examples: Sequence[Tuple[str, str, Sequence[Mapping[str, Any]]]]) -> List[Tuple[Any, ...]]:
     return [(text, intent, tuple(_entity_key(e) for e in entities)) for text, intent, entities in examples]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """A temporary file next to ``path`` (not a ``*.yml``), fsync, then renamed over ``path``."""
-    mode = (path.stat().st_mode & 0o7777) if path.exists() else NEW_FILE_MODE
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 __all__ = ["ReviewedData", "ReviewedExample", "ReviewRefused", "MAX_TEXT_CHARS", "normalise", "render"]

@@ -12,7 +12,7 @@ from typing import List
 import pytest
 
 from rag.documents import load_articles, parse_article
-from review import kb_editor
+from review import files
 from review.kb_editor import (
     MAX_QUESTION_CHARS, KbEditError, add_alias, create_article, read_article, replace_body,
 )
@@ -241,7 +241,7 @@ def test_a_failing_rename_leaves_the_file_untouched(kb, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(kb_editor.os, "replace", fail)
+    monkeypatch.setattr(files.os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         add_alias(kb, "order-number-help", "Где номер заказа в письме?")
     assert path.read_bytes() == before and _no_temp_files(kb)
@@ -254,7 +254,7 @@ def test_a_failure_while_writing_leaves_the_file_untouched(kb, monkeypatch):
     def fail(descriptor):
         raise OSError("I/O error")
 
-    monkeypatch.setattr(kb_editor.os, "fsync", fail)
+    monkeypatch.setattr(files.os, "fsync", fail)
     with pytest.raises(OSError, match="I/O error"):
         replace_body(kb, "support-hours", "Сотрудники работают с 8:00 до 22:00.")
     with pytest.raises(OSError, match="I/O error"):

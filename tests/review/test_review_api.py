@@ -19,7 +19,6 @@ from engine.settings import PROJECT_ROOT
 from rag.documents import load_articles
 from rag.service import ANSWERED, KnowledgeService
 from rag.settings import RagSettings
-from review.service import ReviewService
 from review.settings import ReviewSettings
 from tests.analytics.builder import Stream
 from tests.handoff.conftest import sqlite_service
