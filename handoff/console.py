@@ -84,7 +84,17 @@ def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
 
-def _body(request: Request) -> Dict[str, Any]:
+def with_session_cookies(response: HTTPResponse, values: Dict[str, str]) -> HTTPResponse:
+    """A login's cookies: httponly (the page's scripts never see the token), same-site only."""
+    for name, value in values.items():
+        response.cookies[name] = value
+        response.cookies[name]["httponly"] = True
+        response.cookies[name]["samesite"] = "Strict"
+        response.cookies[name]["path"] = "/"
+    return response
+
+
+def json_body(request: Request) -> Dict[str, Any]:
     try:
         data = request.json
     except Exception:
@@ -140,17 +150,12 @@ def create_app(
 
     @app.post("/api/login")
     async def login(request: Request) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         if not isinstance(data.get("token"), str) or not _same(data["token"], settings.operator_token):
             raise Unauthorized("Wrong operator token.")
         operator = str(data.get("operator") or "operator").strip()[:64] or "operator"
-        response = json_response({"operator": operator})
-        for name, value in ((TOKEN_COOKIE, settings.operator_token), (OPERATOR_COOKIE, operator)):
-            response.cookies[name] = value
-            response.cookies[name]["httponly"] = True
-            response.cookies[name]["samesite"] = "Strict"
-            response.cookies[name]["path"] = "/"
-        return response
+        return with_session_cookies(json_response({"operator": operator}),
+                                    {TOKEN_COOKIE: settings.operator_token, OPERATOR_COOKIE: operator})
 
     @app.get("/api/me")
     async def me(request: Request) -> HTTPResponse:
@@ -196,7 +201,7 @@ def create_app(
     @app.post("/api/conversations/<cid>/reply")
     async def reply(request: Request, cid: str) -> HTTPResponse:
         operator = operator_of(request)
-        message = await _call(service.operator_reply, cid, operator, _body(request).get("text"))
+        message = await _call(service.operator_reply, cid, operator, json_body(request).get("text"))
         return json_response(message.to_dict(), status=201)
 
     @app.post("/api/conversations/<cid>/draft")
@@ -227,14 +232,14 @@ def create_app(
     @app.post("/api/drafts/<did>/rate")
     async def rate(request: Request, did: str) -> HTTPResponse:
         operator = operator_of(request)
-        rating = _body(request).get("rating")
+        rating = json_body(request).get("rating")
         await _call(copilot.rate, _draft_id(did), operator, rating)
         return json_response({"draft_id": _draft_id(did), "rating": rating})
 
     @app.post("/api/drafts/<did>/send")
     async def send(request: Request, did: str) -> HTTPResponse:
         operator = operator_of(request)
-        result = await _call(copilot.send, _draft_id(did), operator, _body(request).get("text"))
+        result = await _call(copilot.send, _draft_id(did), operator, json_body(request).get("text"))
         return json_response(
             {"draft_id": result.draft_id, "message": result.message.to_dict(),
              "edit_distance": result.edit_distance, "outcome": result.outcome},
@@ -273,7 +278,7 @@ def create_app(
     async def change_mode(request: Request) -> HTTPResponse:
         """Move a topic between autonomous and copilot (copilot.yml rewritten, audited)."""
         operator = operator_of(request)
-        body = _body(request)
+        body = json_body(request)
         from handoff.modes import set_mode
 
         change = await _call(set_mode, service, settings.modes_file, body.get("topic"), body.get("mode"),

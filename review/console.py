@@ -29,6 +29,8 @@ from sanic import Sanic
 from sanic.request import Request
 from sanic.response import HTTPResponse, file, json as json_response
 
+from handoff.console import json_body, with_session_cookies
+from handoff.errors import HandoffError
 from review.settings import ReviewSettings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "handoff" / "static"
@@ -36,26 +38,16 @@ TOKEN_COOKIE = "review_token"
 TRAINER_COOKIE = "review_trainer"
 
 
-class _ApiError(Exception):
+class _ApiError(HandoffError):
+    """A refusal with its own code and status, answered like every console error."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.http_status, self.code = status, code
 
 
 async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
-
-
-def _body(request: Request) -> Dict[str, Any]:
-    try:
-        data = request.json
-    except Exception:
-        raise _ApiError(400, "invalid_input", "The body must be JSON.") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise _ApiError(400, "invalid_input", "The body must be a JSON object.")
-    return data
 
 
 def _texts(data: Dict[str, Any], key: str = "texts") -> list:
@@ -126,29 +118,20 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
             raise _ApiError(404, "not_found", str(error)) from None
         return json_response(result, status=status)
 
-    @app.exception(_ApiError)
-    async def api_error(request: Request, error: _ApiError) -> HTTPResponse:
-        return json_response({"error": {"code": error.code, "message": error.message}}, status=error.status)
-
     @app.get("/review")
     async def review_page(request: Request) -> HTTPResponse:
         return await file(STATIC_DIR / "review.html", mime_type="text/html; charset=utf-8")
 
     @app.post("/api/review/login")
     async def review_login(request: Request) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         token = data.get("token")
         if not isinstance(token, str) or not hmac.compare_digest(token.encode("utf-8"),
                                                                  settings.trainer_token.encode("utf-8")):
             raise _ApiError(401, "unauthorized", "Wrong trainer token.")
         trainer = str(data.get("trainer") or "trainer").strip()[:64] or "trainer"
-        response = json_response({"trainer": trainer})
-        for name, value in ((TOKEN_COOKIE, settings.trainer_token), (TRAINER_COOKIE, trainer)):
-            response.cookies[name] = value
-            response.cookies[name]["httponly"] = True
-            response.cookies[name]["samesite"] = "Strict"
-            response.cookies[name]["path"] = "/"
-        return response
+        return with_session_cookies(json_response({"trainer": trainer}),
+                                    {TOKEN_COOKIE: settings.trainer_token, TRAINER_COOKIE: trainer})
 
     @app.get("/api/review/me")
     async def review_me(request: Request) -> HTTPResponse:
@@ -174,7 +157,7 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
 
     @app.post("/api/review/annotate")
     async def review_annotate(request: Request) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         texts, intent = _texts(data), _string(data, "intent", 64)
         entities = data.get("entities") or {}
         if not isinstance(entities, dict):
@@ -183,7 +166,7 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
 
     @app.post("/api/review/dismiss")
     async def review_dismiss(request: Request) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         texts, note = _texts(data), data.get("note")
         if note is not None and not isinstance(note, str):
             raise _ApiError(400, "invalid_input", "'note' must be a string.")
@@ -191,7 +174,7 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
 
     @app.post("/api/review/undo")
     async def review_undo(request: Request) -> HTTPResponse:
-        text = _string(_body(request), "text", 4000)
+        text = _string(json_body(request), "text", 4000)
         return await guarded(request, lambda trainer: review_service().undo(text, trainer))
 
     @app.get("/api/review/history")
@@ -200,13 +183,13 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
 
     @app.post("/api/review/kb/alias")
     async def review_alias(request: Request) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         texts, article = _texts(data), _string(data, "article", 64)
         return await guarded(request, lambda trainer: review_service().add_alias(texts, article, trainer))
 
     @app.post("/api/review/kb/articles")
     async def review_new_article(request: Request) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         article_id, title, body = _string(data, "id", 64), _string(data, "title", 200), _string(data, "body")
         questions = _texts(data, "questions")
         tags = data.get("tags") or []
@@ -221,14 +204,14 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
 
     @app.post("/api/review/kb/articles/<article_id>/body")
     async def review_correct(request: Request, article_id: str) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         body = _string(data, "body")
         texts = _texts(data) if data.get("texts") else []
         return await guarded(request, lambda trainer: review_service().correct_article(article_id, body, trainer, texts))
 
     @app.post("/api/review/retrain")
     async def review_retrain(request: Request) -> HTTPResponse:
-        data = _body(request)
+        data = json_body(request)
         load = data.get("load", True)
         if not isinstance(load, bool):
             raise _ApiError(400, "invalid_input", "'load' must be true or false.")

@@ -10,15 +10,7 @@
   var ADVICE = { autonomous: "можно самому", copilot: "оставить копилот", "more data": "мало оценок" };
   var since = "7d", charts = {};
 
-  function api(method, path, body) {
-    return fetch(path, { method: method, credentials: "same-origin", headers: { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body) }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (data) {
-        if (!r.ok) { var e = new Error((data.error && data.error.message) || ("HTTP " + r.status)); e.status = r.status; throw e; }
-        return data;
-      });
-    });
-  }
+  var api = window.consoleApi;  // api.js
   function pct(v) { return v === null || v === undefined ? "—" : Math.round(v * 100) + "%"; }
   function num(v, unit) { return v === null || v === undefined ? "—" : (Math.round(v * 100) / 100) + (unit || ""); }
   function text(el, value) { el.textContent = value; return el; }

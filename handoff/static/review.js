@@ -10,15 +10,7 @@
     failed: "ошибка" };
   var tab = "nlu", options = { intents: [], entities: [], articles: [] }, polling = null;
 
-  function api(method, path, body) {
-    return fetch(path, { method: method, credentials: "same-origin", headers: { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body) }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (data) {
-        if (!r.ok) { var e = new Error((data.error && data.error.message) || ("HTTP " + r.status)); e.status = r.status; throw e; }
-        return data;
-      });
-    });
-  }
+  var api = window.consoleApi;  // api.js
   function el(tag, cls, value) { var e = document.createElement(tag); if (cls) e.className = cls; if (value !== undefined) e.textContent = value; return e; }
   function button(label, onclick) { var b = el("button", null, label); b.type = "button"; b.addEventListener("click", onclick); return b; }
   function pct(v) { return v === null || v === undefined ? "—" : (Math.round(v * 1000) / 10) + "%"; }
