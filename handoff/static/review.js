@@ -61,7 +61,7 @@
     actions.appendChild(intents);
     actions.appendChild(button("Обучить", function () {
       if (!intents.value) { $("error").textContent = "Выберите намерение."; return; }
-      decide(card, "/api/review/annotate", { intent: intents.value });
+      decide(card, "/api/review/annotate", { intent: intents.value, entities: card.entities || {} });
     }));
     actions.appendChild(button("Не по теме (out of scope)", function () { decide(card, "/api/review/annotate", { intent: "out_of_scope" }); }));
     actions.appendChild(button("Пропустить", function () { decide(card, "/api/review/dismiss", {}); }));
@@ -134,6 +134,32 @@
     }).catch(fail);
   }
 
+  // Entities of one wording: the trainer types the words (as they stand in the message) and picks
+  // the entity; the offsets are found here. Sent with «Обучить» as {text: [{entity, value, start, end}]}.
+  function entityEditor(card, text) {
+    var box = el("span", "entities");
+    var shown = el("span", "entity-list");
+    var toggle = button("+ сущность", function () { form.hidden = !form.hidden; });
+    toggle.className = "small";
+    var form = el("span", "entity-form"); form.hidden = true;
+    var value = el("input"); value.placeholder = "слова из сообщения"; value.setAttribute("aria-label", "Значение сущности");
+    var entity = select(options.entities.map(function (n) { return { value: n, label: n }; }), "", "— сущность —");
+    entity.setAttribute("aria-label", "Сущность");
+    form.appendChild(value); form.appendChild(entity);
+    form.appendChild(button("Добавить", function () {
+      var start = text.indexOf(value.value.trim());
+      if (!value.value.trim() || start < 0) { $("error").textContent = "Таких слов нет в сообщении."; return; }
+      if (!entity.value) { $("error").textContent = "Выберите сущность."; return; }
+      var found = { entity: entity.value, value: value.value.trim(), start: start, end: start + value.value.trim().length };
+      card.entities = card.entities || {};
+      (card.entities[text] = card.entities[text] || []).push(found);
+      shown.appendChild(el("span", "kind", "[" + found.value + "](" + found.entity + ")"));
+      value.value = ""; $("error").textContent = "";
+    }));
+    box.appendChild(toggle); box.appendChild(shown); box.appendChild(form);
+    return box;
+  }
+
   function renderCluster(cluster) {
     var card = document.importNode($("cluster-template").content, true).firstElementChild;
     card.dataset.key = cluster.key;
@@ -148,7 +174,9 @@
       var li = el("li"), label = el("label"), box = el("input");
       box.type = "checkbox"; box.checked = true; box.value = t.text;
       label.appendChild(box); label.appendChild(document.createTextNode(" " + t.text + (t.count > 1 ? "  ×" + t.count : "")));
-      li.appendChild(label); texts.appendChild(li);
+      li.appendChild(label);
+      if (tab === "nlu" && options.entities.length) li.appendChild(entityEditor(card, t.text));
+      texts.appendChild(li);
     });
     (tab === "kb" ? kbActions : nluActions)(card, cluster);
     return card;
