@@ -79,16 +79,31 @@ class Cluster:
     articles: Dict[str, int] = field(default_factory=dict)  # articles the bot offered when it clarified
 
     @property
+    def areas(self) -> List[str]:
+        """Where a trainer fixes it: ``nlu`` (the NLU missed it: train an intent) and/or ``kb``
+        (the knowledge base had no answer, or an operator corrected a knowledge draft). A message
+        the NLU did not understand and the knowledge base could not answer is both."""
+        found = []
+        if any(kind in NLU_KINDS and not self._knowledge_correction(kind) for kind in self.kinds):
+            found.append("nlu")
+        if any(kind in KB_KINDS or self._knowledge_correction(kind) for kind in self.kinds):
+            found.append("kb")
+        return found
+
+    def _knowledge_correction(self, kind: str) -> bool:
+        """An operator's edit of a knowledge draft: the article needs the correction, not the NLU."""
+        return kind == COPILOT_EDITED and all(
+            str(c.get("source") or "").startswith("rag") for c in self.corrections) and bool(self.corrections)
+
+    @property
     def area(self) -> str:
-        """``kb`` when most of it is the knowledge base's (its misses, or corrections of knowledge
-        drafts), else ``nlu``."""
-        kb = sum(count for kind, count in self.kinds.items() if kind in KB_KINDS)
-        kb += sum(1 for correction in self.corrections if str(correction.get("source") or "").startswith("rag"))
-        return "kb" if kb * 2 >= self.count else "nlu"
+        """The first of :attr:`areas` (``nlu`` when both)."""
+        return (self.areas or ["nlu"])[0]
 
     def to_dict(self) -> Dict[str, Any]:
         data = dict(vars(self))
         data["area"] = self.area
+        data["areas"] = self.areas
         data["last_at"] = datetime.fromtimestamp(self.last_at, tz=timezone.utc).isoformat().replace("+00:00", "Z")
         data["texts"] = [{"text": text, "count": count} for text, count in
                          sorted(self.texts.items(), key=lambda item: -item[1])]
@@ -240,15 +255,17 @@ def cluster(misses: Iterable[Miss], encoder: Any = None, similarity: float = 0.8
     clusters = []
     for group in groups:
         members = [miss for key in group for miss in by_text[key]]
-        texts = Counter(miss.text for miss in members)
-        intents = Counter(miss.intent for miss in members if miss.intent)
+        # one customer message can be two misses (not understood, then not answered): counted once
+        messages = list({(miss.sender_id, miss.at, miss.text): miss for miss in members}.values())
+        texts = Counter(miss.text for miss in messages)
+        intents = Counter(miss.intent for miss in messages if miss.intent)
         # what the NLU said when it said something real, else its best guess under the fallback
-        guesses = intents + Counter(miss.runner_up for miss in members if miss.intent == "nlu_fallback" and miss.runner_up)
+        guesses = intents + Counter(miss.runner_up for miss in messages if miss.intent == "nlu_fallback" and miss.runner_up)
         real = [(name, count) for name, count in guesses.most_common() if name not in ("nlu_fallback", "out_of_scope")]
         made = Cluster(
-            key=text_key(wording[group[0]]), text=texts.most_common(1)[0][0], count=len(members),
+            key=text_key(wording[group[0]]), text=texts.most_common(1)[0][0], count=len(messages),
             texts=dict(texts), kinds=dict(Counter(miss.kind for miss in members)), intents=dict(intents),
-            conversations=sorted({miss.sender_id for miss in members}), last_at=max(miss.at for miss in members),
+            conversations=sorted({miss.sender_id for miss in messages}), last_at=max(miss.at for miss in messages),
             suggested_intent=real[0][0] if real else None,
             corrections=[{"draft": m.draft, "sent": m.sent, "source": m.source} for m in members if m.kind == COPILOT_EDITED],
             articles=dict(Counter(article for m in members for article in m.candidates)),

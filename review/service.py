@@ -135,7 +135,8 @@ class ReviewService:
         return [miss for miss in found if since is None or miss.at >= since]
 
     def inbox(self, since: Optional[float] = None, area: Optional[str] = None) -> Dict[str, Any]:
-        """Undecided misses, clustered and sorted by volume; ``area``: ``nlu`` or ``kb`` only."""
+        """Undecided misses, clustered and sorted by volume; ``area``: ``nlu`` or ``kb`` only (a
+        message both missed shows in both, and one decision takes it out of both)."""
         if area not in (None, "", "nlu", "kb"):
             raise ReviewError("area must be nlu or kb", "invalid")
         misses = self.misses(since)
@@ -143,14 +144,15 @@ class ReviewService:
         open_misses = [miss for miss in misses if text_key(miss.text) not in decided]
         clusters = cluster(open_misses, self._encoder, similarity=self.settings.cluster_similarity)
         if area:
-            clusters = [found for found in clusters if found.area == area]
+            clusters = [found for found in clusters if area in found.areas]
         kinds: Dict[str, int] = {}
         for miss in open_misses:
             kinds[miss.kind] = kinds.get(miss.kind, 0) + 1
+        messages = lambda found: len({(m.sender_id, m.at, m.text) for m in found})  # noqa: E731
         return {
             "clusters": [self._view(found) for found in clusters],
-            "open": len(open_misses),
-            "decided": len(misses) - len(open_misses),
+            "open": messages(open_misses),  # customer messages (one may be two misses)
+            "decided": messages(misses) - messages(open_misses),
             "kinds": kinds,
         }
 

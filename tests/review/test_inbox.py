@@ -116,3 +116,14 @@ def test_near_duplicates_cluster_together_sorted_by_volume(encoder):
     assert [group.text for group in groups[1:]] == ["как подарить сертификат коллеге"]
     assert groups[0].key == text_key("Где найти чек об оплате!")  # case and end punctuation do not matter
     assert cluster([]) == []
+
+
+def test_a_message_neither_understood_nor_answered_is_one_message_in_both_areas():
+    stream = Stream("c5")
+    parsed(stream, "сколько можно меня футболить", [("nlu_fallback", 0.3), ("complaint", 0.25)]).kb("utter_default")
+    found = misses_in_stream({"c5": stream.events_list()})
+    assert kinds_of(found) == [("сколько можно меня футболить", KB_NO_ANSWER), ("сколько можно меня футболить", NLU_FALLBACK)]
+    [group] = cluster(found)
+    assert group.count == 1 and group.kinds == {NLU_FALLBACK: 1, KB_NO_ANSWER: 1}
+    assert group.areas == ["nlu", "kb"] and group.suggested_intent == "complaint"
+    assert group.intents == {"nlu_fallback": 1}
