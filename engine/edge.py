@@ -18,10 +18,13 @@ Counters live in this process, or in Redis when one is configured (``EDGE_REDIS_
 
 Settings (environment): ``EDGE_MAX_BODY_BYTES`` (65536), ``EDGE_MAX_MESSAGE_CHARS`` (4000),
 ``EDGE_SENDER_LIMIT`` (30), ``EDGE_ADDRESS_LIMIT`` (120), ``EDGE_WINDOW_SECONDS`` (60),
-``EDGE_TRUSTED_PROXIES`` (``127.0.0.1,::1``: only from these is ``X-Forwarded-For`` believed).
+``EDGE_TRUSTED_PROXIES`` (``127.0.0.1,::1``: only from these is ``X-Forwarded-For`` believed),
+``EDGE_PLATFORM_NETWORKS`` (none: messaging platforms' server networks — Telegram's, Omnidesk's —
+exempt from the per-address limit, since one address carries every customer's messages).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -50,11 +53,28 @@ class EdgeSettings:
     window_seconds: int = 60
     redis_url: Optional[str] = None
     trusted_proxies: FrozenSet[str] = frozenset({"127.0.0.1", "::1"})
+    #: messaging platforms' servers (Telegram's, Omnidesk's: networks like 149.154.160.0/20) post
+    #: every customer's messages from a few addresses: no per-address limit for them, the
+    #: per-conversation limit still applies
+    platform_networks: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_message_chars", "sender_limit", "address_limit", "window_seconds"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EDGE_{name.upper()} must be at least 1, got {getattr(self, name)}")
+        for network in self.platform_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"EDGE_PLATFORM_NETWORKS: {network!r} is not an address or network") from None
+
+    def is_platform(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in ipaddress.ip_network(network, strict=False) for network in self.platform_networks
+                   if ipaddress.ip_network(network, strict=False).version == ip.version)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "EdgeSettings":
@@ -69,6 +89,8 @@ class EdgeSettings:
             redis_url=env_raw(env, "EDGE_REDIS_URL") or env_raw(env, "LOCK_STORE_URL"),
             trusted_proxies=frozenset(p.strip() for p in proxies.split(",") if p.strip()) if proxies
             else cls.trusted_proxies,
+            platform_networks=tuple(n.strip() for n in (env_raw(env, "EDGE_PLATFORM_NETWORKS") or "").split(",")
+                                    if n.strip()),
         )
 
 
@@ -199,9 +221,16 @@ class EdgeGuard:
                 address = hops[-1]
         return address
 
+    def address_hit(self, address: str) -> Optional[float]:
+        """Counts a request from ``address``: the seconds to wait when it is over the limit, else
+        None (always None for a messaging platform's server)."""
+        if self.settings.is_platform(address):
+            return None
+        return self._hit(f"address:{address}", self.settings.address_limit)
+
     def check_request(self, body: bytes, address: str) -> Tuple[Optional[Dict[str, Any]], Optional[Refusal]]:
         """A webhook's JSON body → (the parsed object, a refusal or None)."""
-        retry = self._hit(f"address:{address}", self.settings.address_limit)
+        retry = self.address_hit(address)
         if retry is not None:
             return None, Refusal("too_many_requests", "Too many requests from this address.", 429, retry_after=retry)
         if len(body) > self.settings.max_body_bytes:

@@ -71,6 +71,20 @@ def test_malformed_webhook_bodies_are_refused(body, code, status):
     assert refusal.to_dict()["error"]["code"] == code
 
 
+def test_a_messaging_platforms_servers_are_not_limited_per_address():
+    edge = guard(address_limit=2, platform_networks=("149.154.160.0/20", "2001:67c:4e8::/48"))
+    body = json.dumps({"sender": "c", "message": "привет"}).encode()
+    for _ in range(5):  # Telegram's server carries every customer's messages
+        assert edge.check_request(body, "149.154.167.99")[1] is None
+        assert edge.address_hit("2001:67c:4e8:f004::9") is None
+    assert [edge.check_request(body, "203.0.113.7")[1] is None for _ in range(3)] == [True, True, False]
+    assert not edge.settings.is_platform("not-an-address")
+    with pytest.raises(ValueError, match="EDGE_PLATFORM_NETWORKS"):
+        EdgeSettings(platform_networks=("telegram",))
+    assert EdgeSettings.from_env({"EDGE_PLATFORM_NETWORKS": "149.154.160.0/20, 91.108.4.0/22"}).platform_networks == (
+        "149.154.160.0/20", "91.108.4.0/22")
+
+
 def test_client_address_trusts_forwarded_for_only_from_a_trusted_proxy():
     edge = guard()
     assert edge.client_address("127.0.0.1", "203.0.113.7, 127.0.0.1") == "203.0.113.7"
