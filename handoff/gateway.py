@@ -21,6 +21,10 @@ It sits between the channels and the Rasa agent, in the Rasa server's process
   replica the customer's socket is connected to; callback, …); REST clients fetch them with
   ``GET /handoff/conversations/<sender>/messages?after=<last id seen>``.
 
+* **channels inside another help desk** (``channels.omnidesk``) hear of a hand-over through
+  :func:`notify_handover` (an output channel's optional ``on_handover`` hook), so they can assign
+  the case there; the hand-off core stays the one source of truth.
+
 Nothing here depends on Rasa's ``ConversationPaused``: the hand-off core is the only source of truth.
 If the hand-off database is down the bot still answers (a customer must never be stuck behind an
 outage of the operators' side), and says nothing about a queue it could not join.
@@ -349,6 +353,8 @@ class HandoverGateway:
             return
         for bot_message in outgoing:
             await message.output_channel.send_response(sender, bot_message)
+        if hand_over is not None and any(_is_marker(m) for m in outgoing):  # (not when sent unguarded)
+            await notify_handover(message.output_channel, sender, {"ticket_id": hand_over[0], **hand_over[1]})
 
     async def _to_copilot(
         self, message: UserMessage, summary: Dict[str, Any], deferred: Optional[Tuple[str, str]]
@@ -370,6 +376,7 @@ class HandoverGateway:
         )
         if gate:
             await message.output_channel.send_response(sender, {"text": hold})
+            await notify_handover(message.output_channel, sender, {"ticket_id": None, **summary})
 
     # --- personal data in the hand-off transcript ------------------------------------------------
 
@@ -516,6 +523,23 @@ class HandoverGateway:
         return blueprint
 
 
+async def notify_handover(output: OutputChannel, recipient_id: str, summary: Mapping[str, Any]) -> None:
+    """The gateway's one extension point for channels that live inside another help desk
+    (``channels.omnidesk``): after a turn moved the conversation to the operators' queue (a
+    hand-over marker, or a copilot topic: ``summary["reason"] == "copilot"`` with the bot's
+    ``draft``), an output channel that has ``async on_handover(recipient_id, summary)`` is told,
+    with the summary (``ticket_id``, ``reason``, ``intent``, …). Channels without it are untouched;
+    a failing hook is logged and changes nothing here (the hand-off core already has the
+    conversation in its queue)."""
+    hook = getattr(output, "on_handover", None)
+    if hook is None:
+        return
+    try:
+        await hook(recipient_id, dict(summary))
+    except Exception:
+        logger.exception("conversation %s: the channel's hand-over hook failed", recipient_id)
+
+
 def _is_marker(message: Mapping[str, Any]) -> bool:
     custom = message.get("custom")
     return isinstance(custom, Mapping) and "handoff" in custom
@@ -560,7 +584,7 @@ def register_through_gateway(
         if request.path in json_webhooks:
             _, refusal = edge.check_request(request.body or b"", address)
         else:  # other channels' own formats (form posts, Telegram updates…): size and rate only
-            retry = edge._hit(f"address:{address}", edge.settings.address_limit)
+            retry = edge.address_hit(address)
             from engine.edge import Refusal
 
             refusal = (Refusal("too_many_requests", "Too many requests from this address.", 429, retry_after=retry)
@@ -599,6 +623,7 @@ __all__ = [
     "HandoverGateway",
     "TurnOutput",
     "install_gateway",
+    "notify_handover",
     "register_through_gateway",
     "transcript_text",
 ]

@@ -62,3 +62,14 @@ def test_the_back_office_refuses_its_default_token_and_seeds_no_demo_data_in_pro
 
     assert production_problem(BackofficeSettings(api_token=GOOD), {"SUPPORT_ASSISTANT_ENV": "production"}) is None
     assert "shorter" in production_problem(BackofficeSettings(api_token="abc"), {"SUPPORT_ASSISTANT_ENV": "production"})
+
+
+def test_the_omnidesk_channel_refuses_weak_secrets_in_production(monkeypatch):
+    from channels.omnidesk import OmnideskInput
+
+    monkeypatch.setenv("SUPPORT_ASSISTANT_ENV", "production")
+    monkeypatch.delenv("OMNIDESK_API_KEY", raising=False)
+    with pytest.raises(InsecureConfiguration, match="OMNIDESK_WEBHOOK_SECRET is shorter.*OMNIDESK_API_KEY is not set"):
+        OmnideskInput.from_credentials({"webhook_secret": "short"})
+    channel = OmnideskInput.from_credentials({"webhook_secret": GOOD, "api_key": GOOD})
+    assert channel.settings.webhook_secret == GOOD
