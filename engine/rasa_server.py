@@ -24,6 +24,9 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     install_log_masking()
     apply_runtime_fixes()
+    from engine.telegram_channel import apply_telegram_fixes
+
+    apply_telegram_fixes()  # TELEGRAM_API_URL; operator replies reach Telegram (engine/telegram_channel.py)
     from handoff.gateway import install_gateway
 
     install_gateway()

@@ -28,6 +28,7 @@ class StackSettings:
     STACK_STATE_DIR            where the scale-out profile keeps its local servers' data (.stack)
     STACK_HOST / STACK_PUBLIC_HOST, RASA_PORT, ACTION_SERVER_PORT, BACKOFFICE_PORT, WEBCHAT_PORT,
     HANDOFF_CONSOLE_PORT, RASA_MODELS_DIR, STACK_STARTUP_TIMEOUT, STACK_RESTART_BACKOFF_MAX
+    RASA_CREDENTIALS           the Rasa server's channels file (default ``credentials.yml``)
     ========================== ================================================================
     """
 

@@ -214,7 +214,7 @@ class Stack:
             sup.add(Service(name, [
                 sys.executable, "-m", "engine.rasa_server", "--enable-api", "--cors", "*",
                 "--interface", host, "--port", str(port), "--model", str(s.models_dir),
-                "--credentials", "credentials.yml", "--endpoints", str(endpoints),
+                "--credentials", os.environ.get("RASA_CREDENTIALS") or "credentials.yml", "--endpoints", str(endpoints),
             ], self._env(ACTION_SERVER_URL=local_action_url), health_url=f"http://127.0.0.1:{port}/status"))
             rasa_names.append(name)
 
