@@ -58,7 +58,8 @@ OPERATOR_COOKIE = "handoff_operator"
 _names = itertools.count(1)
 
 
-async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+async def off_loop(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs blocking work (the database, the encoder) in a worker thread, not on the event loop."""
     return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
 
 
@@ -79,7 +80,7 @@ def _shared_knowledge_index() -> Optional[Callable[[], Any]]:
     return lambda: KnowledgeService.from_settings(settings)
 
 
-def _same(given: str, expected: str) -> bool:
+def same_token(given: str, expected: str) -> bool:
     """Constant time: how long a wrong token takes says nothing about the right one."""
     return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
 
@@ -127,7 +128,7 @@ def create_app(
     def operator_of(request: Request) -> str:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE)
-        if not token or not _same(token, settings.operator_token):
+        if not token or not same_token(token, settings.operator_token):
             raise Unauthorized()
         operator = (request.headers.get("x-operator") or request.cookies.get(OPERATOR_COOKIE) or "operator").strip()
         if not operator or len(operator) > 64:
@@ -151,7 +152,7 @@ def create_app(
     @app.post("/api/login")
     async def login(request: Request) -> HTTPResponse:
         data = json_body(request)
-        if not isinstance(data.get("token"), str) or not _same(data["token"], settings.operator_token):
+        if not isinstance(data.get("token"), str) or not same_token(data["token"], settings.operator_token):
             raise Unauthorized("Wrong operator token.")
         operator = str(data.get("operator") or "operator").strip()[:64] or "operator"
         return with_session_cookies(json_response({"operator": operator}),
@@ -164,13 +165,13 @@ def create_app(
     @app.get("/api/queue")
     async def queue(request: Request) -> HTTPResponse:
         operator_of(request)
-        items = await _call(service.queue)
+        items = await off_loop(service.queue)
         return json_response({"queue": [item.to_dict() for item in items]})
 
     @app.get("/api/mine")
     async def mine(request: Request) -> HTTPResponse:
         operator = operator_of(request)
-        rows = await _call(service.owned_by, operator)
+        rows = await off_loop(service.owned_by, operator)
         return json_response({"conversations": [row.to_dict() for row in rows]})
 
     @app.get("/api/conversations/<cid>")
@@ -180,40 +181,40 @@ def create_app(
             after = int(request.args.get("after", 0))
         except ValueError:
             raise InvalidInput("`after` is a message id.") from None
-        view = await _call(service.conversation, cid, with_messages=False)
-        messages = await _call(service.messages_since, cid, after)
+        view = await off_loop(service.conversation, cid, with_messages=False)
+        messages = await off_loop(service.messages_since, cid, after)
         data = view.to_dict()
         data["messages"] = [message.to_dict() for message in messages]
         return json_response(data)
 
     @app.post("/api/conversations/<cid>/take")
     async def take(request: Request, cid: str) -> HTTPResponse:
-        return json_response((await _call(service.take, cid, operator_of(request))).to_dict())
+        return json_response((await off_loop(service.take, cid, operator_of(request))).to_dict())
 
     @app.post("/api/conversations/<cid>/return")
     async def give_back(request: Request, cid: str) -> HTTPResponse:
-        return json_response((await _call(service.return_to_bot, cid, operator_of(request))).to_dict())
+        return json_response((await off_loop(service.return_to_bot, cid, operator_of(request))).to_dict())
 
     @app.post("/api/conversations/<cid>/close")
     async def close(request: Request, cid: str) -> HTTPResponse:
-        return json_response((await _call(service.close, cid, operator_of(request))).to_dict())
+        return json_response((await off_loop(service.close, cid, operator_of(request))).to_dict())
 
     @app.post("/api/conversations/<cid>/reply")
     async def reply(request: Request, cid: str) -> HTTPResponse:
         operator = operator_of(request)
-        message = await _call(service.operator_reply, cid, operator, json_body(request).get("text"))
+        message = await off_loop(service.operator_reply, cid, operator, json_body(request).get("text"))
         return json_response(message.to_dict(), status=201)
 
     @app.post("/api/conversations/<cid>/draft")
     async def draft(request: Request, cid: str) -> HTTPResponse:
         operator = operator_of(request)
-        view = await _call(service.conversation, cid)
+        view = await off_loop(service.conversation, cid)
         customer = [message for message in view.messages if message.sender == "customer"]
         if not customer:
             raise NotFound("The customer has not written anything to draft an answer to.")
         # a copilot hand-over attached the bot's draft for this message; else ask the assistant now
         proposal = attached_draft(view.summary, customer[-1].text) or await drafts.draft(view, customer[-1])
-        ref = await _call(copilot.draft_shown, cid, operator, proposal, message_id=customer[-1].id)
+        ref = await off_loop(copilot.draft_shown, cid, operator, proposal, message_id=customer[-1].id)
         data = ref.to_dict()
         data["mode"] = copilot.mode_for(ref.topic).value
         return json_response(data, status=201)
@@ -221,7 +222,7 @@ def create_app(
     @app.get("/api/conversations/<cid>/copilot")
     async def copilot_events(request: Request, cid: str) -> HTTPResponse:
         operator_of(request)
-        return json_response({"events": await _call(copilot.events, cid)})
+        return json_response({"events": await off_loop(copilot.events, cid)})
 
     def _draft_id(value: str) -> int:
         try:
@@ -233,13 +234,13 @@ def create_app(
     async def rate(request: Request, did: str) -> HTTPResponse:
         operator = operator_of(request)
         rating = json_body(request).get("rating")
-        await _call(copilot.rate, _draft_id(did), operator, rating)
+        await off_loop(copilot.rate, _draft_id(did), operator, rating)
         return json_response({"draft_id": _draft_id(did), "rating": rating})
 
     @app.post("/api/drafts/<did>/send")
     async def send(request: Request, did: str) -> HTTPResponse:
         operator = operator_of(request)
-        result = await _call(copilot.send, _draft_id(did), operator, json_body(request).get("text"))
+        result = await off_loop(copilot.send, _draft_id(did), operator, json_body(request).get("text"))
         return json_response(
             {"draft_id": result.draft_id, "message": result.message.to_dict(),
              "edit_distance": result.edit_distance, "outcome": result.outcome},
@@ -249,7 +250,7 @@ def create_app(
     @app.post("/api/drafts/<did>/discard")
     async def discard(request: Request, did: str) -> HTTPResponse:
         operator = operator_of(request)
-        await _call(copilot.discard, _draft_id(did), operator)
+        await off_loop(copilot.discard, _draft_id(did), operator)
         return json_response({"draft_id": _draft_id(did), "outcome": "discarded"})
 
     @app.get("/analytics")
@@ -267,7 +268,7 @@ def create_app(
         analytics_settings = AnalyticsSettings.from_env()
         analytics_settings = replace(analytics_settings, handoff_database_url=settings.database_url)
         try:
-            report = await _call(make_report, analytics_settings, since=request.args.get("since"),
+            report = await off_loop(make_report, analytics_settings, since=request.args.get("since"),
                                  until=request.args.get("until"),
                                  with_conversations=request.args.get("conversations") in ("1", "true"))
         except ValueError as error:
@@ -281,7 +282,7 @@ def create_app(
         body = json_body(request)
         from handoff.modes import set_mode
 
-        change = await _call(set_mode, service, settings.modes_file, body.get("topic"), body.get("mode"),
+        change = await off_loop(set_mode, service, settings.modes_file, body.get("topic"), body.get("mode"),
                              operator, body.get("reason"))
         copilot.modes = CopilotModes.load(settings.modes_file)
         return json_response(change.to_dict(), status=201)
@@ -291,7 +292,7 @@ def create_app(
         operator_of(request)
         from handoff.modes import mode_history
 
-        history = await _call(mode_history, service)
+        history = await off_loop(mode_history, service)
         current = copilot.modes
         return json_response({"default": current.default.value,
                               "topics": {topic: mode.value for topic, mode in current.topics.items()},
@@ -300,7 +301,7 @@ def create_app(
     @app.get("/api/copilot/stats")
     async def stats(request: Request) -> HTTPResponse:
         operator_of(request)
-        topics = await _call(copilot.stats)
+        topics = await off_loop(copilot.stats)
         # with each topic's current mode: the figures say whether to move it to autonomous
         return json_response({"topics": {
             topic: {**value.to_dict(), "mode": copilot.mode_for(topic).value} for topic, value in topics.items()

@@ -18,10 +18,7 @@ other way round). Errors are ``{"error": {code, message}}`` like the rest of the
 """
 from __future__ import annotations
 
-import asyncio
-import hmac
 import threading
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -29,7 +26,7 @@ from sanic import Sanic
 from sanic.request import Request
 from sanic.response import HTTPResponse, file, json as json_response
 
-from handoff.console import json_body, with_session_cookies
+from handoff.console import json_body, off_loop, same_token, with_session_cookies
 from handoff.errors import HandoffError
 from review.settings import ReviewSettings
 
@@ -44,10 +41,6 @@ class _ApiError(HandoffError):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.http_status, self.code = status, code
-
-
-async def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.get_running_loop().run_in_executor(None, partial(function, *args, **kwargs))
 
 
 def _texts(data: Dict[str, Any], key: str = "texts") -> list:
@@ -95,7 +88,7 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
     def trainer_of(request: Request) -> str:
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else request.cookies.get(TOKEN_COOKIE)
-        if not token or not hmac.compare_digest(token.encode("utf-8"), settings.trainer_token.encode("utf-8")):
+        if not token or not same_token(token, settings.trainer_token):
             raise _ApiError(401, "unauthorized", "A valid trainer token is required.")
         trainer = (request.headers.get("x-trainer") or request.cookies.get(TRAINER_COOKIE) or "trainer").strip()
         if not trainer or len(trainer) > 64:
@@ -109,7 +102,7 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
         from review.service import ReviewError
 
         try:
-            result = await _call(work, trainer)
+            result = await off_loop(work, trainer)
         except KbEditError as error:
             raise _ApiError(400, "kb_edit_refused", str(error)) from None
         except ReviewError as error:
@@ -126,8 +119,7 @@ def add_review_routes(app: Sanic, settings: Optional[ReviewSettings] = None, *,
     async def review_login(request: Request) -> HTTPResponse:
         data = json_body(request)
         token = data.get("token")
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode("utf-8"),
-                                                                 settings.trainer_token.encode("utf-8")):
+        if not isinstance(token, str) or not same_token(token, settings.trainer_token):
             raise _ApiError(401, "unauthorized", "Wrong trainer token.")
         trainer = str(data.get("trainer") or "trainer").strip()[:64] or "trainer"
         return with_session_cookies(json_response({"trainer": trainer}),
