@@ -32,6 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Deque, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from engine.env import env_int, env_raw
@@ -42,6 +43,12 @@ SENDER_MAX_LENGTH = 128
 TOO_LONG_RESPONSE = "utter_message_too_long"
 NOT_TEXT_RESPONSE = "utter_message_not_text"
 SLOW_DOWN_RESPONSE = "utter_slow_down"
+
+
+@lru_cache(maxsize=16)
+def _networks(specs: Tuple[str, ...]) -> Tuple[Any, ...]:
+    """Parsed once per setting, not on every webhook request."""
+    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,7 @@ class EdgeSettings:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return any(ip in ipaddress.ip_network(network, strict=False) for network in self.platform_networks
-                   if ipaddress.ip_network(network, strict=False).version == ip.version)
+        return any(ip.version == network.version and ip in network for network in _networks(self.platform_networks))
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "EdgeSettings":
