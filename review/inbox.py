@@ -61,6 +61,12 @@ class Miss:
     #: knowledge-base clarifications: the articles the bot offered
     candidates: Tuple[str, ...] = ()
 
+    @property
+    def message_key(self) -> Tuple[str, float, str]:
+        """The customer message it is about: one message can be two misses (not understood, then
+        not answered)."""
+        return (self.sender_id, self.at, self.text)
+
 
 @dataclass
 class Cluster:
@@ -255,8 +261,8 @@ def cluster(misses: Iterable[Miss], encoder: Any = None, similarity: float = 0.8
     clusters = []
     for group in groups:
         members = [miss for key in group for miss in by_text[key]]
-        # one customer message can be two misses (not understood, then not answered): counted once
-        messages = list({(miss.sender_id, miss.at, miss.text): miss for miss in members}.values())
+        # counted per customer message, not per miss
+        messages = list({miss.message_key: miss for miss in members}.values())
         texts = Counter(miss.text for miss in messages)
         intents = Counter(miss.intent for miss in messages if miss.intent)
         # what the NLU said when it said something real, else its best guess under the fallback

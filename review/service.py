@@ -148,7 +148,7 @@ class ReviewService:
         kinds: Dict[str, int] = {}
         for miss in open_misses:
             kinds[miss.kind] = kinds.get(miss.kind, 0) + 1
-        messages = lambda found: len({(m.sender_id, m.at, m.text) for m in found})  # noqa: E731
+        messages = lambda found: len({miss.message_key for miss in found})  # noqa: E731
         return {
             "clusters": [self._view(found) for found in clusters],
             "open": messages(open_misses),  # customer messages (one may be two misses)
